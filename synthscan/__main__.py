@@ -1,0 +1,5 @@
+import sys
+
+from synthscan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI verbs: each module has ``register(subparsers)`` and ``run(args) -> int``."""

@@ -1,0 +1,1 @@
+"""Input/output at the boundary: DICOM, de-identification, manifests, atomic writes."""
