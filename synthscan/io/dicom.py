@@ -43,6 +43,7 @@ TRACER_CODES = {  # CID 25 Radiopharmaceuticals
     "HDP": ("C-B1039", "SRT", "Tc-99m oxidronate"),
     "DPD": ("C-B1046", "SRT", "Tc-99m DPD"),
 }
+MIRRORED_MARK = "POST MIRRORED"
 SYNTHETIC_MARKER = "SYNTHETIC IMAGE - NOT A PATIENT"
 UINT16_MAX = np.iinfo(np.uint16).max
 
@@ -238,7 +239,7 @@ def _nm_dataset(scan: Scan, meta: dict) -> Dataset:
     ds.PatientGantryRelationshipCodeSequence = DicomSequence([_code_item("F-10470", "SRT", "headfirst")])
     ds.AcquisitionContextSequence = DicomSequence([])
     if meta.get("posterior_mirrored"):
-        ds.ImageID = "WB ANT/POST (posterior mirrored)"
+        ds.ImageID = MIRRORED_MARK  # site convention: posterior frames stored already mirrored
     return ds
 
 
@@ -277,9 +278,8 @@ def frame_views(ds: Dataset, path=None) -> list[str]:
     detector_views = [next((v for v in map(_view_from_code, d.get("ViewCodeSequence", [])) if v), None)
                       for d in detectors]
     if detectors and all(detector_views):
-        vector = list(ds.get("DetectorVector", [])) or ([1] if n_frames == 1 else [])
-        if isinstance(vector, int):
-            vector = [vector]
+        vector = ds.get("DetectorVector", [1] if n_frames == 1 else [])
+        vector = [vector] if isinstance(vector, int) else list(vector)
         if len(vector) == n_frames and all(1 <= int(d) <= len(detectors) for d in vector):
             return [detector_views[int(d) - 1] for d in vector]
         if len(detectors) == n_frames:
@@ -358,7 +358,7 @@ def read_scan(paths, views: Sequence[str] | None = None, posterior_mirrored: boo
         if len(names) != len(frames):
             raise BadInputError(f"{len(frames)} frames but {len(names)} views described", path)
         spacing = dataset_spacing(ds, path)
-        mirrored = posterior_mirrored or "posterior mirrored" in str(ds.get("ImageID", ""))
+        mirrored = posterior_mirrored or MIRRORED_MARK in str(ds.get("ImageID", "")).upper()
         for name, frame in zip(names, frames):
             if name in found:
                 raise BadInputError(f"the {name} view appears twice in this study ({found[name][2].name})", path)

@@ -93,8 +93,12 @@ def validate_manifest(frame: pd.DataFrame, path=None, required=REQUIRED) -> None
         if bad.any():
             row = int(values.index[bad.to_numpy()][0])
             raise BadInputError(
-                f"column {column!r}, row {row + 2}: unknown value {values[row]!r} (allowed: {sorted(allowed)})",
+                f"column {column!r}, row {row + 2}: unknown value {_plain(values[row])!r} (allowed: {sorted(allowed)})",
                 path)
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
 
 
 def empty_manifest() -> pd.DataFrame:
