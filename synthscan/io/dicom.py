@@ -340,11 +340,59 @@ def dataset_spacing(ds: Dataset, path=None) -> tuple[float, float]:
     return float(spacing[0]), float(spacing[1])
 
 
-def read_scan(paths, views: Sequence[str] | None = None, posterior_mirrored: bool = False) -> Scan:
+def split_side_by_side(image: np.ndarray, split_column: int | None = None, path=None) -> list[np.ndarray]:
+    """Split one image holding two views side by side into two equal-width images (counts kept exactly).
+
+    The split is ``split_column`` when given, else detected as the middle of the longest run of (nearly)
+    empty columns in the central 30-70% of the width. The narrower half is zero-padded at its outer edge.
+    """
+    rows, cols = image.shape
+    if split_column is None:
+        column_sums = image.sum(axis=0)
+        lo, hi = int(0.3 * cols), int(0.7 * cols)
+        empty = column_sums[lo:hi] <= 0.005 * max(column_sums.max(), 1)
+        best, start, run = (0, 0), None, 0
+        for index, is_empty in enumerate(np.append(empty, False)):
+            if is_empty:
+                start = index if start is None else start
+            elif start is not None:
+                best, start = max(best, (index - start, start)), None
+        if best[0] == 0:
+            raise BadInputError(
+                f"cannot find the split between side-by-side views in a {rows}x{cols} image (no empty columns "
+                "in its middle); give the split column explicitly", path)
+        split_column = lo + best[1] + best[0] // 2
+    if not 0 < split_column < cols:
+        raise BadInputError(f"split column {split_column} outside the image width {cols}", path)
+    left, right = image[:, :split_column], image[:, split_column:]
+    width = max(left.shape[1], right.shape[1])
+    left = np.pad(left, ((0, 0), (width - left.shape[1], 0)))
+    right = np.pad(right, ((0, 0), (0, width - right.shape[1])))
+    return [left, right]
+
+
+def _file_views(ds: Dataset, frames: np.ndarray, path, wanted, single_file: bool, side_by_side, split_column):
+    """(view names, frames) of one file: from attributes, or by the storage layout the caller names."""
+    if side_by_side:
+        if len(frames) != 1:
+            raise BadInputError(f"side-by-side storage needs one frame, found {len(frames)}", path)
+        return ["anterior", "posterior"], split_side_by_side(frames[0], split_column, path)
+    try:
+        return frame_views(ds, path), list(frames)
+    except BadInputError:
+        if len(frames) == 1 and len(wanted) == 1 and single_file:
+            return list(wanted), list(frames)  # single-view mode: the user says which view this is
+        raise
+
+
+def read_scan(paths, views: Sequence[str] | None = None, posterior_mirrored: bool = False,
+              side_by_side: bool = False, split_column: int | None = None) -> Scan:
     """Read one study from one multi-frame file or one file per view; return it in the orientation rule.
 
-    ``views`` selects views (e.g. ``("anterior",)`` for single-view mode); by default both are required.
-    ``posterior_mirrored`` says the archive stores posterior frames already mirrored to the front.
+    ``views`` selects views (e.g. ``("anterior",)`` for single-view mode; a one-frame file whose view is not
+    recorded is then taken as that view); by default both are required. ``posterior_mirrored`` says the
+    archive stores posterior images already mirrored to the front. ``side_by_side`` says one image holds
+    anterior (left) and posterior (right) next to each other (split at ``split_column`` or detected).
     """
     paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if not paths:
@@ -353,8 +401,8 @@ def read_scan(paths, views: Sequence[str] | None = None, posterior_mirrored: boo
     found: dict[str, tuple[np.ndarray, tuple[float, float], Path]] = {}
     for path in paths:
         ds = read_dataset(path)
-        frames = dataset_frames(ds, path)
-        names = frame_views(ds, path)
+        names, frames = _file_views(ds, dataset_frames(ds, path), path, wanted, len(paths) == 1, side_by_side,
+                                    split_column)
         if len(names) != len(frames):
             raise BadInputError(f"{len(frames)} frames but {len(names)} views described", path)
         spacing = dataset_spacing(ds, path)

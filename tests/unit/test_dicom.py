@@ -128,3 +128,40 @@ def test_counts_beyond_16_bit_are_refused(tmp_path):
 def test_unknown_meta_key_is_an_error(tmp_path, scan_factory):
     with pytest.raises(ValueError, match="patient_nmae"):
         write_scan(tmp_path / "x.dcm", scan_factory(), {"patient_nmae": "typo"})
+
+
+def test_real_nm1_secondary_capture_reads_in_single_view_mode():
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("JPEG-LL.dcm")  # NEMA WG04 NM1: lossless JPEG, SC with Modality NM
+    scan = read_scan(path, views=("anterior",))
+    assert scan.shape == (1024, 256) and scan.pixel_spacing_mm == (2.26, 2.26)
+    assert scan.total_counts == 3_596_452  # PHANTOM.md
+    with pytest.raises(BadInputError, match="cannot tell anterior from posterior"):
+        read_scan(path)
+
+
+def test_side_by_side_storage_is_split(tmp_path, scan_factory):
+    scan = scan_factory()
+    anterior, posterior_native = scan.view("anterior"), scan.view("posterior")[:, ::-1]
+    gap = np.zeros((scan.shape[0], 4), np.float32)
+    combined = Scan(np.concatenate([anterior, gap, posterior_native], axis=1)[None], scan.pixel_spacing_mm,
+                    ("anterior",))
+    path = write_scan(tmp_path / "sbs.dcm", combined)
+    ds = pydicom.dcmread(path)
+    del ds.DetectorInformationSequence
+    ds.save_as(path)
+    back = read_scan(path, side_by_side=True)
+    assert back.shape == (scan.shape[0], scan.shape[1] + 2)
+    np.testing.assert_array_equal(back.view("anterior")[:, : scan.shape[1]], anterior)
+    np.testing.assert_array_equal(back.view("posterior")[:, : scan.shape[1]], scan.view("posterior"))
+    assert back.total_counts == scan.total_counts
+    given = read_scan(path, side_by_side=True, split_column=scan.shape[1] + 2)
+    np.testing.assert_array_equal(given.counts, back.counts)
+
+
+def test_side_by_side_without_a_gap_is_refused(tmp_path, rng):
+    flat = Scan(rng.poisson(5, (1, 64, 32)).astype(np.float32), 2.4, ("anterior",))
+    path = write_scan(tmp_path / "flat.dcm", flat)
+    with pytest.raises(BadInputError, match="cannot find the split"):
+        read_scan(path, side_by_side=True)
