@@ -10,9 +10,10 @@ import sys
 
 from synthscan import __version__
 from synthscan.commands import show
+from synthscan.commands import survival
 from synthscan.errors import BadInputError
 
-COMMANDS = [show]
+COMMANDS = [show, survival]
 
 
 class _Parser(argparse.ArgumentParser):
