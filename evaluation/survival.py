@@ -263,7 +263,7 @@ class SurvivalAnalysis:
 
         data = self._check(cohort)
         groups = data["predicted_abnormal"].to_numpy()
-        self.notes_ = []
+        self.notes_, self.reference_site_ = [], None
         self.cohort_ = data
         self.n_, self.n_events_ = int(len(data)), int(data["event"].sum())
         self.km_ = {name: _kaplan_meier(name, data["time_days"][groups == g], data["event"][groups == g], self.alpha)
@@ -330,8 +330,8 @@ class SurvivalAnalysis:
                 if data["site"].nunique() < 2:
                     self.notes_.append(f"not adjusted for site: one site only ({data['site'].iloc[0]})")
                     continue
-                reference = sorted(data["site"].astype(str).unique())[0]
-                self.notes_.append(f"site dummies against the reference site {reference!r}")
+                self.reference_site_ = sorted(data["site"].astype(str).unique())[0]
+                self.notes_.append(f"site dummies against the reference site {self.reference_site_!r}")
                 design = design.join(site_dummies(data["site"]))
                 used.append(covariate)
             elif data[covariate].nunique() < 2:

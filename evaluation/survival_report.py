@@ -59,27 +59,29 @@ def report_dict(analysis: SurvivalAnalysis, cohort: Cohort) -> dict:
         "logrank": asdict(analysis.logrank_),
         "cox": cox,
         "adjusted_for": list(analysis.adjusted_for_),
+        "reference_site": analysis.reference_site_,
         "notes": list(analysis.notes_),
     })
 
 
-def _term_label(term: str) -> str:
+def _term_label(term: str, reference_site: str | None) -> str:
     if term == "predicted_abnormal":
         return "predicted abnormal (vs normal)"
     if term == "age_years":
         return "age (per year)"
-    return term.replace("site=", "site ") + " (vs reference site)" if term.startswith("site=") else term
+    return f"site {term[5:]} (vs {reference_site})" if term.startswith("site=") else term
 
 
 def _survival_cell(estimate: Estimate, at_risk: int) -> str:
     if math.isnan(estimate.estimate):
-        return "not followed"
+        return "beyond follow-up"
     return f"{estimate.summary(2)} [{at_risk} at risk]"
 
 
 def report_markdown(analysis: SurvivalAnalysis, cohort: Cohort) -> str:
     years = [f"{t / 365:g} y" for t in REPORT_TIMES_DAYS]
-    lines = [f"# Survival by predicted class{f': {cohort.task}' if cohort.task else ''}", "",
+    title = ", ".join(f"{key} {value}" for key, value in (("task", cohort.task), ("arm", cohort.arm)) if value)
+    lines = [f"# Survival by predicted class{f' ({title})' if title else ''}", "",
              f"- predictions: `{cohort.predictions_path}`", f"- outcomes: `{cohort.outcomes_path}`",
              f"- {cohort.summary()}", f"- {analysis.n_} studies, {analysis.n_events_} events", "",
              "## Kaplan-Meier (95% CI, log-log)", "",
@@ -99,7 +101,7 @@ def report_markdown(analysis: SurvivalAnalysis, cohort: Cohort) -> str:
     models = [m for m in (analysis.cox_univariable_, analysis.cox_adjusted_) if m is not None]
     for model in models:
         for hr in model.hazard_ratios:
-            lines.append(f"| {model.name} | {_term_label(hr.term)} | {hr.estimate:.2f} ({hr.ci_low:.2f}-"
+            lines.append(f"| {model.name} | {_term_label(hr.term, analysis.reference_site_)} | {hr.estimate:.2f} ({hr.ci_low:.2f}-"
                          f"{hr.ci_high:.2f}) | {format_p(hr.p_value)} |")
     adjusted = ", ".join(analysis.adjusted_for_) or "nothing (no covariates available)"
     lines += ["", f"Adjusted model: adjusted for {adjusted}. Concordance: "
@@ -112,7 +114,7 @@ def report_markdown(analysis: SurvivalAnalysis, cohort: Cohort) -> str:
     for model in models:
         test = model.ph_test
         for term, statistic, p_value in zip(test.terms, test.statistics, test.p_values):
-            lines.append(f"| {model.name} | {_term_label(term)} | {statistic:.2f} | {format_p(p_value)} |")
+            lines.append(f"| {model.name} | {_term_label(term, analysis.reference_site_)} | {statistic:.2f} | {format_p(p_value)} |")
         lines.append(f"| {model.name} | global ({test.global_df} df) | {test.global_statistic:.2f} | "
                      f"{format_p(test.p_value)} |")
     if analysis.notes_:
@@ -149,6 +151,9 @@ def write_report(analysis: SurvivalAnalysis, cohort: Cohort, out) -> Path:
                             "another --out or delete it", out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
     try:
         analysis.plot_km(staging / "km.png")
         (staging / "survival.json").write_text(json.dumps(report_dict(analysis, cohort), indent=2,

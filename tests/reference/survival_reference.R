@@ -70,9 +70,14 @@ km_at <- function(formula, data, times) {
     out[[g]] <- list(time = s$time[keep], survival = s$surv[keep], ci_low = s$lower[keep],
                      ci_high = s$upper[keep], at_risk = s$n.risk[keep])
   }
-  medians <- summary(fit)$table[, "median"]
-  names(medians) <- sub("^.*=", "", names(medians))
-  list(times = times, groups = out, median = medians)
+  table <- summary(fit)$table
+  strata <- sub("^.*=", "", rownames(table))
+  median <- list()
+  for (i in seq_along(strata)) {
+    median[[strata[i]]] <- c(estimate = unname(table[i, "median"]), ci_low = unname(table[i, "0.95LCL"]),
+                             ci_high = unname(table[i, "0.95UCL"]))
+  }
+  list(times = times, groups = out, median = median)
 }
 
 zph <- function(fit, transform) {
