@@ -1,0 +1,181 @@
+"""Grad-CAM class activation maps for the downstream classifiers, overlays, and the pointing game.
+
+Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+Localization", ICCV 2017): with activations ``A_k`` of a convolutional layer and the class score ``y``,
+``alpha_k = mean_ij dy/dA_k[i, j]`` and the map is ``ReLU(sum_k alpha_k A_k)``, upsampled to the input.
+The layer is the end of the backbone trunk (``model.features``) unless another module is given; activations
+and their gradients are taken with torch hooks, so any trained classifier works unchanged. With
+``fusion="channels"`` both views share one map (they are registered, synthscan/scan.py); with
+``fusion="views"`` each view has its own.
+
+Pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016): a map hits when
+its maximum lies within a tolerance of a ground-truth target (here the phantom's lesion centres). Chance is
+the hit probability of a point drawn uniformly over the body, per scan; the p-value is the exact
+Poisson-binomial tail of the hits under those per-scan chances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GradCAM:
+    """Grad-CAM maps of a classifier ``(B, V, H, W) -> logits`` at one layer (default ``model.features``)."""
+
+    def __init__(self, model: nn.Module, layer: nn.Module | None = None):
+        self.model = model
+        self.layer = layer if layer is not None else model.features
+        self._activations = self._gradients = None
+
+    def _keep(self, module, inputs, output):
+        self._activations = output
+        output.register_hook(self._keep_gradient)
+
+    def _keep_gradient(self, gradient):
+        self._gradients = gradient
+
+    def __call__(self, x: torch.Tensor, target: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Maps ``(B, V', H, W)`` in [0, 1] (V' = 1 for channel fusion) and the logits used.
+
+        ``target``: class index whose score is explained; default the positive class (binary) or the predicted
+        class (multi-class).
+        """
+        self.model.eval()
+        handle = self.layer.register_forward_hook(self._keep)
+        try:
+            with torch.enable_grad():
+                logits = self.model(x)
+                if logits.shape[1] == 1:
+                    score = logits[:, 0]
+                else:
+                    classes = logits.argmax(1) if target is None else torch.full((len(x),), target)
+                    score = logits.gather(1, classes[:, None])[:, 0]
+                self.model.zero_grad(set_to_none=True)
+                score.sum().backward()  # batch items are independent in eval mode
+        finally:
+            handle.remove()
+        weights = self._gradients.mean(dim=(2, 3), keepdim=True)
+        maps = F.relu((weights * self._activations).sum(dim=1, keepdim=True)).detach()
+        maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        maps = maps.reshape(len(x), -1, *x.shape[-2:])
+        peak = maps.amax(dim=(1, 2, 3), keepdim=True)
+        maps = torch.where(peak > 0, maps / peak.clamp_min(1e-12), maps)
+        self._activations = self._gradients = None
+        return maps.cpu().numpy(), logits.detach().cpu().numpy()
+
+
+def grad_cam(model: nn.Module, counts: np.ndarray, batch_size: int = 16, layer: nn.Module | None = None,
+             target: int | None = None) -> np.ndarray:
+    """Grad-CAM maps ``(N, V', H, W)`` for grid counts ``(N, V, H, W)``."""
+    from evaluation.data import normalise
+
+    cam = GradCAM(model, layer)
+    device = next(model.parameters()).device
+    maps = [cam(normalise(torch.as_tensor(np.asarray(counts[s: s + batch_size]), dtype=torch.float32)).to(device),
+                target)[0] for s in range(0, len(counts), batch_size)]
+    return np.concatenate(maps)
+
+
+# ------------------------------------------------------------------------------------------ pointing game
+@dataclass(frozen=True)
+class PointingGame:
+    """Pointing-game result over scans with at least one target."""
+
+    hits: int
+    n: int
+    chance_rate: float
+    p_value: float  # one-sided: P(hits >= observed) if maps pointed uniformly at random over the body
+    tolerance_mm: float
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.n if self.n else float("nan")
+
+    def summary(self) -> str:
+        if not self.n:
+            return "pointing game: no scans with targets"
+        return (f"pointing game: {self.hits}/{self.n} hits ({self.hit_rate:.1%}) within {self.tolerance_mm:g} mm; "
+                f"chance {self.chance_rate:.1%}; p = {self.p_value:.2g} (exact, one-sided)")
+
+
+def poisson_binomial_tail(probabilities, k: int) -> float:
+    """P(sum of independent Bernoulli(p_i) >= k), exactly, by convolution."""
+    distribution = np.array([1.0])
+    for p in probabilities:
+        distribution = np.convolve(distribution, [1 - p, p])
+    return float(distribution[k:].sum())
+
+
+def map_peak(scan_map: np.ndarray) -> tuple[int, int]:
+    """(row, col) of a map's maximum over its views (``(V', H, W)`` or ``(H, W)``)."""
+    flat = scan_map.max(axis=0) if scan_map.ndim == 3 else scan_map
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(flat)), flat.shape))
+
+
+def pointing_game(maps, targets, pixel_mm, body_masks, tolerance_mm: float = 40.0) -> PointingGame:
+    """Hit rate of map peaks against target points (grid coordinates) and its chance level.
+
+    ``maps``: per scan ``(V', H, W)``; ``targets``: per scan an array ``(K, 2)`` of (row, col) grid points
+    (scans without targets are skipped); ``pixel_mm``: per scan (row, col) size of a grid pixel in mm;
+    ``body_masks``: per scan ``(H, W)`` bool, where a random pointer may land.
+    """
+    hits, chances = 0, []
+    for scan_map, points, size, body in zip(maps, targets, pixel_mm, body_masks):
+        points = np.asarray(points, float).reshape(-1, 2)
+        if len(points) == 0:
+            continue
+        size = np.asarray(size, float)
+        peak = np.asarray(map_peak(scan_map), float)
+        hits += bool((np.hypot(*((points - peak) * size).T) <= tolerance_mm).any())
+        rows, cols = np.nonzero(body) if body.any() else np.nonzero(np.ones_like(body))
+        grid = np.stack([rows, cols], axis=1).astype(float)
+        distance = np.hypot(*(((grid[:, None, :] - points[None]) * size).transpose(2, 0, 1)))
+        chances.append(float((distance <= tolerance_mm).any(axis=1).mean()))
+    p_value = poisson_binomial_tail(chances, hits) if chances else float("nan")
+    return PointingGame(hits, len(chances), float(np.mean(chances)) if chances else float("nan"), p_value,
+                        tolerance_mm)
+
+
+def body_mask(counts: np.ndarray) -> np.ndarray:
+    """Grid pixels inside the body: summed views above 10% of the median non-zero pixel."""
+    image = counts.sum(axis=0)
+    inside = image[image > 0]
+    return image > (0.1 * np.median(inside) if inside.size else 0)
+
+
+# ---------------------------------------------------------------------------------------------- overlays
+def overlay_image(counts: np.ndarray, scan_map: np.ndarray, views, title: str = "", points=None,
+                  alpha: float = 0.45, scale: int = 4):
+    """A PIL image: each view in the inverted nuclear-medicine grey scale with the map as a colour overlay."""
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw, ImageFont
+
+    from synthscan.render import window, window_max
+
+    top = window_max(counts)
+    panels = []
+    for index, _ in enumerate(views):
+        grey = window(counts[index], top)[..., None].repeat(3, axis=2)
+        heat = colormaps["jet"](scan_map[min(index, len(scan_map) - 1)])[..., :3]
+        weight = alpha * scan_map[min(index, len(scan_map) - 1)][..., None]
+        blended = (1 - weight) * grey + weight * heat
+        panels.append(np.round(blended * 255).astype(np.uint8))
+    gap = np.full((counts.shape[1], 2, 3), 255, np.uint8)
+    canvas = np.concatenate(sum(([p, gap] for p in panels), [])[:-1], axis=1)
+    picture = Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(picture)
+    width = counts.shape[2] + 2
+    for row, col in np.asarray(points if points is not None else [], float).reshape(-1, 2):
+        for index in range(len(views)):  # lesion centres as small circles on every view
+            x, y = (col + 0.5 + index * width) * scale, (row + 0.5) * scale
+            draw.ellipse([x - 2 * scale, y - 2 * scale, x + 2 * scale, y + 2 * scale], outline=(0, 160, 0), width=2)
+    labelled = Image.new("RGB", (picture.width, picture.height + 28), "white")
+    labelled.paste(picture, (0, 28))
+    ImageDraw.Draw(labelled).multiline_text((4, 2), title + "\n" + " | ".join(views), fill=(0, 0, 0),
+                                            font=ImageFont.load_default(), spacing=1)
+    return labelled

@@ -1,0 +1,131 @@
+"""``synthscan classify train|test``: downstream classifiers of bone scans (evaluation/classifier.py)."""
+
+from __future__ import annotations
+
+from synthscan.errors import BadInputError
+
+TASKS = ("metastasis", "amyloidosis", "amyloid_grade")
+ARCHS = ("resnet18", "resnet50", "densenet121", "vgg11_bn", "vgg16_bn", "tiny")
+STRATEGIES = ("original", "class-weight", "augment-positives", "augment-all", "conventional")
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise BadInputError(f"--grid must look like 256x64, got {text!r}") from None
+    return rows, cols
+
+
+def register(subparsers):
+    parser = subparsers.add_parser("classify", help="train and test downstream classifiers")
+    verbs = parser.add_subparsers(dest="classify_command", required=True, metavar="{train,test}")
+    train = verbs.add_parser("train", help="train a classifier run (resumes if --out holds an unfinished run)")
+    train.add_argument("--train", required=True, help="training manifest (real, or mixed with synthetic rows)")
+    train.add_argument("--val", help="validation manifest (real scans); default: a patient-grouped split of --train")
+    train.add_argument("--task", choices=TASKS, default="metastasis")
+    train.add_argument("--arch", choices=ARCHS, default="resnet18")
+    train.add_argument("--fusion", choices=("channels", "views"), default="channels",
+                       help="views as input channels of one backbone (default) or one shared backbone per view")
+    train.add_argument("--views", choices=("anterior+posterior", "anterior", "posterior"),
+                       help="default: the manifest's views")
+    train.add_argument("--region", choices=("whole", "thorax", "heart"), default="whole")
+    train.add_argument("--grid", type=_grid, help="rows x cols per view (default 256x64 whole body, 96x96 thorax, "
+                                                  "64x64 heart)")
+    train.add_argument("--strategy", choices=STRATEGIES, default="original")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--arm", help="arm name in predictions (default: real-/mixed- plus the strategy)")
+    train.add_argument("--budget", choices=("steps", "epochs"), default="steps",
+                       help="equal optimizer steps across arms (default) or equal epochs")
+    train.add_argument("--steps", type=int, default=250)
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--eval-every", type=int, default=25, help="steps between validation scores")
+    train.add_argument("--patience", type=int, default=6, help="evaluations without improvement before stopping")
+    train.add_argument("--folds", type=int, default=1, help="k-fold cross-validation by patient (k models)")
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--cache", help="folder for preprocessed grid counts (default ~/.cache/synthscan)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--out", required=True, help="run folder")
+    train.set_defaults(func=run_train)
+
+    test = verbs.add_parser("test", help="predict test manifests with a trained run; predictions.csv + summary")
+    test.add_argument("--model", required=True, help="run folder written by classify train")
+    test.add_argument("--test", required=True, nargs="+", help="test manifest(s), e.g. one per site")
+    test.add_argument("--task", choices=TASKS, help="refuse the model unless it was trained for this task")
+    test.add_argument("--no-hcl", action="store_true", help="skip the H/CL ratio baseline (amyloidosis tasks)")
+    test.add_argument("--device", default="cpu")
+    test.add_argument("--cache", help="folder for preprocessed grid counts")
+    test.add_argument("--quiet", action="store_true")
+    test.add_argument("--out", required=True, help="folder for predictions.csv and summary.md")
+    test.set_defaults(func=run_test)
+
+
+def run_train(args) -> int:
+    import torch
+
+    from evaluation.classifier import ClassifierConfig, default_grid
+    from evaluation.data import is_synthetic, manifest_views, refuse_overlap, refuse_synthetic, task_labels
+    from evaluation.training import train_run
+    from synthscan.io.manifest import read_manifest
+    from synthscan.scan import VIEW_SETS
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train = read_manifest(args.train)
+    task_labels(train, args.task, args.train)
+    val = None
+    if args.val:
+        val = read_manifest(args.val)
+        refuse_synthetic(val, args.val, "validation")
+        refuse_overlap(train["patient_id"], val, args.val, "validation")
+        task_labels(val, args.task, args.val)
+    views = VIEW_SETS[args.views] if args.views else manifest_views(train, args.train)
+    arm = args.arm or f"{'mixed' if is_synthetic(train).any() else 'real'}-{args.strategy}"
+    config = ClassifierConfig(
+        task=args.task, arch=args.arch, fusion=args.fusion, views=views, grid=args.grid or default_grid(args.region),
+        region=args.region, strategy=args.strategy, seed=args.seed, arm=arm, budget=args.budget, steps=args.steps,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+        patience=args.patience, folds=args.folds)
+    summary = train_run(config, train, val, args.out, args.cache, args.device, not args.quiet)
+    print(f"wrote {args.out} (arm {arm}, seed {args.seed}): "
+          + ", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, list)))
+    return 0
+
+
+def run_test(args) -> int:
+    from pathlib import Path
+
+    from evaluation.compare import write_test_summary
+    from evaluation.hcl import hcl_predictions
+    from evaluation.predict import predict_manifests, read_config
+    from synthscan.io.atomic import atomic_path
+    from synthscan.io.manifest import read_manifest
+
+    predictions = predict_manifests(args.model, args.test, args.task, args.cache, args.device, not args.quiet)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "predictions.csv") as tmp:
+        predictions.to_csv(tmp, index=False, float_format="%.6g")
+    baseline = None
+    if read_config(args.model).task in ("amyloidosis", "amyloid_grade") and not args.no_hcl:
+        baseline = hcl_predictions_for(args.test, predictions, read_manifest, hcl_predictions, not args.quiet)
+        with atomic_path(out / "hcl_predictions.csv") as tmp:
+            baseline.to_csv(tmp, index=False, float_format="%.6g")
+    text = write_test_summary(predictions, out, baseline=baseline, validation=Path(args.model) / "val_predictions.csv")
+    print(text)
+    print(f"wrote {out / 'predictions.csv'} and {out / 'summary.md'}")
+    return 0
+
+
+def hcl_predictions_for(manifests, predictions, read_manifest, hcl_predictions, progress):
+    import pandas as pd
+
+    frames = []
+    for path in manifests:
+        frame = read_manifest(path)
+        frame["site"] = frame["study_id"].map(predictions.set_index("study_id")["site"])
+        frames.append(hcl_predictions(frame, progress))
+    return pd.concat(frames, ignore_index=True)
