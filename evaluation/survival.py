@@ -43,6 +43,12 @@ def format_p(p_value: float) -> str:
     return f"{p_value:.2g}" if p_value < 0.001 else f"{p_value:.3f}".rstrip("0").rstrip(".") or "0"
 
 
+def p_text(p_value: float) -> str:
+    """``p<0.0001`` or ``p=0.003``."""
+    text = format_p(p_value)
+    return f"p{text}" if text.startswith("<") else f"p={text}"
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A point estimate with its 95% confidence interval (``inf`` where a bound is not reached)."""
@@ -56,7 +62,7 @@ class Estimate:
         def number(x):
             return "not reached" if np.isinf(x) else ("n/a" if np.isnan(x) else f"{x:.{digits}f}")
         text = f"{number(self.estimate)} ({number(self.ci_low)}-{number(self.ci_high)})"
-        return text if np.isnan(self.p_value) else f"{text}, p={format_p(self.p_value)}"
+        return text if np.isnan(self.p_value) else f"{text}, {p_text(self.p_value)}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class HazardRatio:
 
     def summary(self) -> str:
         return (f"{self.term}: HR {self.estimate:.2f} (95% CI {self.ci_low:.2f}-{self.ci_high:.2f}), "
-                f"p={format_p(self.p_value)}")
+                f"{p_text(self.p_value)}")
 
 
 @dataclass(frozen=True)
@@ -89,9 +95,9 @@ class ProportionalHazardsTest:
     transform: str = "km"
 
     def summary(self) -> str:
-        parts = [f"{t} chi2={s:.2f} p={format_p(p)}" for t, s, p in zip(self.terms, self.statistics, self.p_values)]
+        parts = [f"{t} chi2={s:.2f} {p_text(p)}" for t, s, p in zip(self.terms, self.statistics, self.p_values)]
         return (f"PH test ({self.transform}): " + "; ".join(parts)
-                + f"; global chi2={self.global_statistic:.2f} ({self.global_df} df) p={format_p(self.p_value)}")
+                + f"; global chi2={self.global_statistic:.2f} ({self.global_df} df) {p_text(self.p_value)}")
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,7 @@ class LogRankTest:
     expected: tuple[float, float]
 
     def summary(self) -> str:
-        return f"log-rank chi2={self.statistic:.2f} ({self.df} df), p={format_p(self.p_value)}"
+        return f"log-rank chi2={self.statistic:.2f} ({self.df} df), {p_text(self.p_value)}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -370,7 +376,7 @@ class SurvivalAnalysis:
         axes.set_ylim(0, 1.02)
         axes.set_xlim(left=0)
         hr = self.cox_univariable_["predicted_abnormal"]
-        axes.set_title(title or f"log-rank p={format_p(self.logrank_.p_value)}; Cox HR {hr.estimate:.2f} "
+        axes.set_title(title or f"log-rank {p_text(self.logrank_.p_value)}; Cox HR {hr.estimate:.2f} "
                        f"(95% CI {hr.ci_low:.2f}-{hr.ci_high:.2f})", fontsize=10)
         axes.legend(loc="lower left", fontsize=8)
         with warnings.catch_warnings():

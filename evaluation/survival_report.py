@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lifelines
 
-from evaluation.survival import GROUPS, Estimate, SurvivalAnalysis, format_p
+from evaluation.survival import GROUPS, Estimate, SurvivalAnalysis, format_p, p_text
 from evaluation.survival_cohort import Cohort
 from synthscan.errors import BadInputError
 
@@ -92,7 +92,7 @@ def report_markdown(analysis: SurvivalAnalysis, cohort: Cohort) -> str:
         lines.append(f"| {name} | {curve.n} | {curve.n_events} | {curve.median_days.summary(0)} | "
                      + " | ".join(cells) + " |")
     logrank = analysis.logrank_
-    lines += ["", f"Log-rank test: chi-square {logrank.statistic:.2f} (1 df), **p={format_p(logrank.p_value)}**; "
+    lines += ["", f"Log-rank test: chi-square {logrank.statistic:.2f} (1 df), **{p_text(logrank.p_value)}**; "
               f"events observed/expected: normal {logrank.observed[0]:.0f}/{logrank.expected[0]:.1f}, "
               f"abnormal {logrank.observed[1]:.0f}/{logrank.expected[1]:.1f}.", "",
               "![Kaplan-Meier curves with numbers at risk](km.png)", "",

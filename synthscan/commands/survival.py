@@ -24,7 +24,7 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    from evaluation.survival import SurvivalAnalysis, format_p
+    from evaluation.survival import SurvivalAnalysis, p_text
     from evaluation.survival_cohort import load_cohort
     from evaluation.survival_report import write_report
 
@@ -34,7 +34,7 @@ def run(args) -> int:
     out = write_report(analysis, cohort, args.out)
     print(cohort.summary())
     hr = analysis.cox_univariable_["predicted_abnormal"]
-    print(f"log-rank p={format_p(analysis.logrank_.p_value)}; HR {hr.estimate:.2f} "
+    print(f"log-rank {p_text(analysis.logrank_.p_value)}; Cox HR {hr.estimate:.2f} "
           f"(95% CI {hr.ci_low:.2f}-{hr.ci_high:.2f})")
     print(f"wrote {out}/survival.md, survival.json, km.png")
     return 0
