@@ -198,6 +198,7 @@ def _one_minus_km_before(durations, events, weights):
 def proportional_hazards_test(fitter, data: pd.DataFrame) -> ProportionalHazardsTest:
     """Grambsch-Therneau test for a fitted lifelines CoxPHFitter (per term via lifelines, global as R < 3.0)."""
     from lifelines.statistics import proportional_hazard_test
+    from scipy.stats import chi2
 
     scaled = fitter.compute_residuals(data, kind="scaled_schoenfeld")
     result = proportional_hazard_test(fitter, data, time_transform=_one_minus_km_before,
@@ -210,8 +211,6 @@ def proportional_hazards_test(fitter, data: pd.DataFrame) -> ProportionalHazards
     test = centred @ scaled.to_numpy()
     variance = fitter.variance_matrix_.loc[scaled.columns, scaled.columns].to_numpy()
     statistic = float(test @ np.linalg.solve(variance, test) / (events.sum() * (centred ** 2).sum()))
-    from scipy.stats import chi2
-
     return ProportionalHazardsTest(tuple(scaled.columns), tuple(table["test_statistic"].astype(float)),
                                    tuple(table["p"].astype(float)), statistic, len(test),
                                    float(chi2.sf(statistic, len(test))))

@@ -87,13 +87,11 @@ def read_predictions(path) -> pd.DataFrame:
         if column not in frame.columns:
             continue
         numbers = pd.to_numeric(frame[column], errors="coerce")
-        bad = (frame[column].notna() & ~np.isfinite(numbers.fillna(0))) | (frame[column].notna() & numbers.isna())
-        if column == "score":
-            bad |= frame[column].isna()
+        bad = ~np.isfinite(numbers) & (frame[column].notna() | (column == "score"))  # text, inf; blank score
         if bad.any():
-            row = _first_row(bad, frame)
-            raise BadInputError(f"column {column!r}, row {row}: "
-                                f"{frame.loc[bad[bad].index[0], column]!r} is not a finite number", path)
+            value = frame.loc[bad[bad].index[0], column]
+            problem = "empty" if pd.isna(value) else f"{value!r} is not a finite number"
+            raise BadInputError(f"column {column!r}, row {_first_row(bad, frame)}: {problem}", path)
         frame[column] = numbers
     if "seed" in frame.columns:
         fractional = frame["seed"].notna() & (frame["seed"] % 1 != 0)
@@ -167,6 +165,41 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _join(scores: pd.DataFrame, outcomes: pd.DataFrame, predictions_path, outcomes_path) -> pd.DataFrame:
+    """Outcome rows of the predicted studies, with their scores; every one needs a time and an event."""
+    matched = outcomes[outcomes["study_id"].isin(scores.index)]
+    if matched.empty:
+        raise BadInputError(f"predictions ({predictions_path}) and outcomes ({outcomes_path}) share no study ids "
+                            f"(e.g. {list(scores.index[:2])} vs {outcomes['study_id'].head(2).tolist()})")
+    if len(matched) < MIN_STUDIES:
+        raise BadInputError(f"predictions ({predictions_path}) and outcomes ({outcomes_path}) share only "
+                            f"{len(matched)} study ids; at least {MIN_STUDIES} are needed")
+    for column in ("time_days", "event"):
+        blank = matched[column].isna()
+        if blank.any():
+            raise BadInputError(f"column {column!r}, row {_first_row(blank, matched)}: empty for study "
+                                f"{matched.loc[blank, 'study_id'].iloc[0]!r}, which has a prediction", outcomes_path)
+    return matched.join(scores, on="study_id")
+
+
+def _site(cohort: pd.DataFrame, predictions_path, outcomes_path) -> pd.Series:
+    """The manifest's site, else the predictions'; the two must not disagree."""
+    site = cohort["site"] if "site" in cohort.columns else pd.Series(np.nan, index=cohort.index)
+    predicted = cohort["site_predicted"]
+    conflict = site.notna() & predicted.notna() & (site.astype(str) != predicted.astype(str))
+    if conflict.any():
+        first = cohort[conflict].iloc[0]
+        raise BadInputError(f"study {first['study_id']!r} is at site {first['site']!r} in the outcomes "
+                            f"({outcomes_path}, row {first['_line']}) but {first['site_predicted']!r} in the "
+                            f"predictions ({predictions_path}, row {first['_line_predicted']})")
+    site = site.where(site.notna(), predicted)
+    if site.notna().any() and site.isna().any():
+        raise BadInputError(f"column 'site', row {_first_row(site.isna(), cohort)}: empty for study "
+                            f"{cohort.loc[site.isna(), 'study_id'].iloc[0]!r} (and not in the predictions)",
+                            outcomes_path)
+    return site
+
+
 def load_cohort(predictions_path, outcomes_path, task=None, arm=None, seed=None, threshold=None) -> Cohort:
     """Join predictions to outcomes on ``study_id`` and split at the threshold (see the module docstring)."""
     predictions = read_predictions(predictions_path)
@@ -177,41 +210,19 @@ def load_cohort(predictions_path, outcomes_path, task=None, arm=None, seed=None,
     scores = predictions.groupby("study_id", sort=False).agg(
         score=("score", "mean"), site_predicted=("site", "first"), _line_predicted=("_line", "first"))
     outcomes = read_outcomes(outcomes_path)
-    matched = outcomes[outcomes["study_id"].isin(scores.index)]
-    if matched.empty:
-        raise BadInputError(
-            f"predictions ({predictions_path}) and outcomes ({outcomes_path}) share no study ids "
-            f"(e.g. {list(scores.index[:2])} vs {outcomes['study_id'].head(2).tolist()})")
-    if len(matched) < MIN_STUDIES:
-        raise BadInputError(f"predictions ({predictions_path}) and outcomes ({outcomes_path}) share only "
-                            f"{len(matched)} study ids; at least {MIN_STUDIES} are needed")
-    for column in ("time_days", "event"):
-        blank = matched[column].isna()
-        if blank.any():
-            raise BadInputError(f"column {column!r}, row {_first_row(blank, matched)}: empty for study "
-                                f"{matched.loc[blank, 'study_id'].iloc[0]!r}, which has a prediction", outcomes_path)
-    cohort = matched.join(scores, on="study_id")
-    site = cohort["site"] if "site" in cohort.columns else pd.Series(np.nan, index=cohort.index)
-    conflict = site.notna() & cohort["site_predicted"].notna() & (site.astype(str) != cohort["site_predicted"].astype(str))
-    if conflict.any():
-        first = cohort[conflict].iloc[0]
-        raise BadInputError(f"study {first['study_id']!r} is at site {first['site']!r} in the outcomes "
-                            f"({outcomes_path}, row {first['_line']}) but {first['site_predicted']!r} in the predictions "
-                            f"({predictions_path}, row {first['_line_predicted']})")
-    cohort["site"] = site.where(site.notna(), cohort["site_predicted"])
-    if cohort["site"].notna().any() and cohort["site"].isna().any():
-        raise BadInputError(f"row {_first_row(cohort['site'].isna(), cohort)}: no site for study "
-                            f"{cohort.loc[cohort['site'].isna(), 'study_id'].iloc[0]!r}", outcomes_path)
-    if "age_years" in cohort.columns and cohort["age_years"].notna().any() and cohort["age_years"].isna().any():
-        raise BadInputError(f"column 'age_years', row {_first_row(cohort['age_years'].isna(), cohort)}: empty "
-                            "(fill in every age or leave the column blank to skip the age adjustment)", outcomes_path)
-    cohort["predicted_abnormal"] = (cohort["score"] >= threshold).astype(int)
-    columns = ["study_id", "site", "score", "predicted_abnormal", "time_days", "event"]
-    columns += ["age_years"] if "age_years" in cohort.columns else []
-    frame = cohort[columns].reset_index(drop=True)
-    frame["time_days"], frame["event"] = frame["time_days"].astype(float), frame["event"].astype(int)
+    cohort = _join(scores, outcomes, predictions_path, outcomes_path)
+    cohort["site"] = _site(cohort, predictions_path, outcomes_path)
+    columns = ["study_id", "site", "score", "time_days", "event"]
+    if "age_years" in cohort.columns:
+        blank = cohort["age_years"].isna()
+        if blank.any() and not blank.all():
+            raise BadInputError(f"column 'age_years', row {_first_row(blank, cohort)}: empty (fill in every age "
+                                "or leave the column blank to skip the age adjustment)", outcomes_path)
+        columns.append("age_years")
+    frame = cohort[columns].reset_index(drop=True).astype({"time_days": float, "event": int})
     if "age_years" in frame.columns:
         frame["age_years"] = frame["age_years"].astype(float)
+    frame.insert(3, "predicted_abnormal", (frame["score"] >= threshold).astype(int))
     selection = f"task={task} arm={arm} seed={seed} threshold={threshold!r}:{threshold_source}"
     fingerprint = hashlib.sha256(
         f"{_sha256(predictions_path)} {_sha256(outcomes_path)} {selection}".encode()).hexdigest()

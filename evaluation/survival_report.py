@@ -101,8 +101,9 @@ def report_markdown(analysis: SurvivalAnalysis, cohort: Cohort) -> str:
     models = [m for m in (analysis.cox_univariable_, analysis.cox_adjusted_) if m is not None]
     for model in models:
         for hr in model.hazard_ratios:
-            lines.append(f"| {model.name} | {_term_label(hr.term, analysis.reference_site_)} | {hr.estimate:.2f} ({hr.ci_low:.2f}-"
-                         f"{hr.ci_high:.2f}) | {format_p(hr.p_value)} |")
+            label = _term_label(hr.term, analysis.reference_site_)
+            lines.append(f"| {model.name} | {label} | {hr.estimate:.2f} ({hr.ci_low:.2f}-{hr.ci_high:.2f}) | "
+                         f"{format_p(hr.p_value)} |")
     adjusted = ", ".join(analysis.adjusted_for_) or "nothing (no covariates available)"
     lines += ["", f"Adjusted model: adjusted for {adjusted}. Concordance: "
               + ", ".join(f"{m.name} {m.concordance:.3f}" for m in models) + ".", "",
@@ -114,7 +115,8 @@ def report_markdown(analysis: SurvivalAnalysis, cohort: Cohort) -> str:
     for model in models:
         test = model.ph_test
         for term, statistic, p_value in zip(test.terms, test.statistics, test.p_values):
-            lines.append(f"| {model.name} | {_term_label(term, analysis.reference_site_)} | {statistic:.2f} | {format_p(p_value)} |")
+            label = _term_label(term, analysis.reference_site_)
+            lines.append(f"| {model.name} | {label} | {statistic:.2f} | {format_p(p_value)} |")
         lines.append(f"| {model.name} | global ({test.global_df} df) | {test.global_statistic:.2f} | "
                      f"{format_p(test.p_value)} |")
     if analysis.notes_:

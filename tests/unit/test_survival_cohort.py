@@ -119,6 +119,7 @@ def test_no_or_too_few_shared_study_ids(tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (lambda f: f.assign(score=f["score"].astype(object).where(f.index != 4, "high")),
      r"predictions.csv: column 'score', row 6: 'high' is not a finite number"),
+    (lambda f: f.assign(score=f["score"].where(f.index != 0)), r"predictions.csv: column 'score', row 2: empty"),
     (lambda f: f.drop(columns="score"), r"predictions lack column\(s\) \['score'\]"),
     (lambda f: pd.concat([f, f.tail(1)]), r"predictions.csv: row 32: study 's029' scored twice"),
 ])
