@@ -23,7 +23,7 @@ Reading predictions and outcomes files into a cohort lives in :mod:`evaluation.s
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -168,6 +168,11 @@ def _lifelines_warnings(caught) -> list[str]:
     return [str(w.message).strip().splitlines()[0] for w in caught if w.category.__module__.startswith("lifelines")]
 
 
+def _n_at_risk(durations, times) -> np.ndarray:
+    """Number of studies with a duration >= each of ``times``."""
+    return len(durations) - np.searchsorted(np.sort(np.asarray(durations, float)), times, side="left")
+
+
 def _kaplan_meier(group: str, durations: pd.Series, events: pd.Series, alpha: float) -> KaplanMeierCurve:
     from lifelines import KaplanMeierFitter
     from lifelines.utils import median_survival_times
@@ -176,7 +181,7 @@ def _kaplan_meier(group: str, durations: pd.Series, events: pd.Series, alpha: fl
     confidence = fitter.confidence_interval_survival_function_
     lower, upper = confidence.iloc[:, 0], confidence.iloc[:, 1]
     timeline = fitter.survival_function_.index.to_numpy(float)
-    n_at_risk = (durations.to_numpy()[None, :] >= timeline[:, None]).sum(axis=1)
+    n_at_risk = _n_at_risk(durations, timeline)
     # the median's CI is where the CI curves cross 0.5 (Brookmeyer & Crowley 1982), as R's survfit reports it
     median = Estimate(float(fitter.median_survival_time_), float(median_survival_times(lower)),
                       float(median_survival_times(upper)))
@@ -250,18 +255,21 @@ def site_dummies(site: pd.Series) -> pd.DataFrame:
                         index=site.index)
 
 
-@dataclass
 class SurvivalAnalysis:
     """Kaplan-Meier, log-rank and Cox models of predicted-abnormal vs predicted-normal.
 
     ``fit(cohort)`` takes a frame with ``time_days``, ``event`` (0/1), ``predicted_abnormal`` (0/1) and, for the
-    adjusted model, ``age_years`` and ``site``; covariates that are absent or constant are left out (and said
-    so in ``notes_``).
+    adjusted model, the ``adjust_for`` columns (numeric, or ``site``: dummies); covariates that are absent or
+    constant are left out and said so in ``notes_``. Fitted: ``km_`` (group -> curve), ``logrank_``,
+    ``cox_univariable_``, ``cox_adjusted_`` (None without covariates), ``adjusted_for_``, ``reference_site_``.
     """
 
-    alpha: float = 0.05
-    adjust_for: tuple[str, ...] = ADJUST_FOR
-    notes_: list[str] = field(default_factory=list, init=False, repr=False)
+    def __init__(self, alpha: float = 0.05, adjust_for=ADJUST_FOR):
+        self.alpha = alpha
+        self.adjust_for = tuple(adjust_for)
+
+    def __repr__(self) -> str:
+        return f"SurvivalAnalysis(alpha={self.alpha}, adjust_for={self.adjust_for})"
 
     def fit(self, cohort: pd.DataFrame) -> "SurvivalAnalysis":
         from lifelines.statistics import logrank_test
@@ -313,14 +321,11 @@ class SurvivalAnalysis:
     @staticmethod
     def _expected_events(data: pd.DataFrame) -> tuple[float, float]:
         """Expected events per group under equal hazards (the log-rank E, as R's survdiff ``exp``)."""
-        times = np.sort(data.loc[data["event"] == 1, "time_days"].unique())
-        expected = np.zeros(2)
-        for t in times:
-            at_risk = data["time_days"] >= t
-            deaths = ((data["time_days"] == t) & (data["event"] == 1)).sum()
-            for g in (0, 1):
-                expected[g] += deaths * (at_risk & (data["predicted_abnormal"] == g)).sum() / at_risk.sum()
-        return float(expected[0]), float(expected[1])
+        times = data["time_days"].to_numpy()
+        event_times, deaths = np.unique(times[data["event"].to_numpy() == 1], return_counts=True)
+        abnormal = _n_at_risk(times[data["predicted_abnormal"].to_numpy() == 1], event_times)
+        expected_abnormal = float(np.sum(deaths * abnormal / _n_at_risk(times, event_times)))
+        return float(deaths.sum()) - expected_abnormal, expected_abnormal
 
     def _adjusted_design(self, data: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
         design = data[["time_days", "event", "predicted_abnormal"]].copy()
