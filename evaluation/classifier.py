@@ -32,6 +32,7 @@ from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path, write_text
 
 FORMAT = "synthscan-classifier/1"
+MIN_SIDE = {"densenet121": 32}  # its five halvings leave nothing of smaller inputs
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class ClassifierConfig:
             (self.eval_every >= 1 and self.patience >= 1, "eval_every and patience must be >= 1"),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
             (self.folds >= 1, "folds must be >= 1 (1 = no cross-validation)"),
+            (min(self.grid) >= MIN_SIDE.get(self.arch, 8), f"{self.arch} needs a grid of at least "
+                                                            f"{MIN_SIDE.get(self.arch, 8)} pixels a side"),
         ]
         for ok, message in checks:
             if not ok:
