@@ -104,9 +104,10 @@ def report_markdown(analysis: SurvivalAnalysis, cohort: Cohort) -> str:
             label = _term_label(hr.term, analysis.reference_site_)
             lines.append(f"| {model.name} | {label} | {hr.estimate:.2f} ({hr.ci_low:.2f}-{hr.ci_high:.2f}) | "
                          f"{format_p(hr.p_value)} |")
-    adjusted = ", ".join(analysis.adjusted_for_) or "nothing (no covariates available)"
-    lines += ["", f"Adjusted model: adjusted for {adjusted}. Concordance: "
-              + ", ".join(f"{m.name} {m.concordance:.3f}" for m in models) + ".", "",
+    adjusted = (f"Adjusted model: adjusted for {', '.join(analysis.adjusted_for_)}." if analysis.adjusted_for_
+                else "No adjusted model: no covariate to adjust for (see notes).")
+    lines += ["", f"{adjusted} Concordance: " + ", ".join(f"{m.name} {m.concordance:.3f}" for m in models) + ".",
+              "",
               "## Proportional-hazards check", "",
               "Grambsch-Therneau test of scaled Schoenfeld residuals against 1 - KM(t-) (R `cox.zph` \"km\" "
               "transform, pre-3.0 approximation). A small p means the hazard ratio changes during follow-up; "
@@ -117,8 +118,9 @@ def report_markdown(analysis: SurvivalAnalysis, cohort: Cohort) -> str:
         for term, statistic, p_value in zip(test.terms, test.statistics, test.p_values):
             label = _term_label(term, analysis.reference_site_)
             lines.append(f"| {model.name} | {label} | {statistic:.2f} | {format_p(p_value)} |")
-        lines.append(f"| {model.name} | global ({test.global_df} df) | {test.global_statistic:.2f} | "
-                     f"{format_p(test.p_value)} |")
+        if test.global_df > 1:
+            lines.append(f"| {model.name} | global ({test.global_df} df) | {test.global_statistic:.2f} | "
+                         f"{format_p(test.p_value)} |")
     if analysis.notes_:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in analysis.notes_]
     lines += ["", "## Methods", "",

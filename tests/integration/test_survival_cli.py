@@ -110,3 +110,14 @@ def test_several_arms_need_a_choice(tmp_path, capsys):
     assert survival(predictions, outcomes, tmp_path / "surv", "--arm", "mixed", "--seed", "0") == 0
     report = json.loads((tmp_path / "surv" / "survival.json").read_text())
     assert report["run"]["arm"] == "mixed" and report["run"]["seeds"] == [0]
+
+
+def test_without_age_and_with_one_site_only_the_univariable_model_is_reported(tmp_path, capsys):
+    predictions, outcomes = write_inputs(tmp_path)
+    pd.read_csv(outcomes).drop(columns="age_years").assign(site="wien").to_csv(outcomes, index=False)
+    pd.read_csv(predictions).drop(columns="site").to_csv(predictions, index=False)
+    assert survival(predictions, outcomes, tmp_path / "surv") == 0
+    report = json.loads((tmp_path / "surv" / "survival.json").read_text())
+    assert list(report["cox"]) == ["univariable"] and report["adjusted_for"] == []
+    markdown = (tmp_path / "surv" / "survival.md").read_text()
+    assert "No adjusted model" in markdown and "one site only (wien)" in markdown
