@@ -155,9 +155,7 @@ def write_report(analysis: SurvivalAnalysis, cohort: Cohort, out) -> Path:
                             "another --out or delete it", out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
+    staging.chmod(0o755)  # mkdtemp makes it private; the report is an ordinary folder
     try:
         analysis.plot_km(staging / "km.png")
         (staging / "survival.json").write_text(json.dumps(report_dict(analysis, cohort), indent=2,
