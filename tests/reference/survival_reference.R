@@ -115,6 +115,8 @@ zph_approx <- function(fit, transform) {
 rossi <- read.csv(file.path(script_dir, "survival_rossi.csv"))
 rossi_fit <- coxph(Surv(week, arrest) ~ fin + age + prio, data = rossi)
 rossi_full <- coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio, data = rossi)
+rossi_full_breslow <- coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio, data = rossi,
+                            ties = "breslow")  # to show that the tie method matters on these data
 
 cohort <- read.csv(file.path(script_dir, "survival_cohort.csv"), stringsAsFactors = FALSE)
 cohort$site <- factor(cohort$site)  # reference level = first in sorted order, as in evaluation/survival.py
@@ -128,6 +130,7 @@ result <- list(
   rossi = list(
     cox = cox_table(rossi_fit),
     cox_full = cox_table(rossi_full),
+    cox_full_breslow = cox_table(rossi_full_breslow),
     logrank_fin = logrank(Surv(week, arrest) ~ fin, rossi),
     km_fin = km_at(Surv(week, arrest) ~ fin, rossi, c(10, 20, 30, 40, 52)),
     zph_km = zph(rossi_fit, "km"),

@@ -53,6 +53,10 @@ def test_rossi_cox_matches_r(rossi):
     assert_cox_matches(fit_cox(rossi, ["fin", "age", "prio"], "r"), R_REFERENCE["rossi"]["cox"])
     full = fit_cox(rossi, ["fin", "age", "race", "wexp", "mar", "paro", "prio"], "r")
     assert_cox_matches(full, R_REFERENCE["rossi"]["cox_full"])
+    # rossi has many tied weeks: Breslow's approximation would be visibly off, so agreement pins Efron ties
+    breslow = R_REFERENCE["rossi"]["cox_full_breslow"]
+    assert breslow["ties"] == "breslow"
+    assert max(abs(full[t].coef - c) for t, c in zip(breslow["terms"], breslow["coef"])) > 1e-3
 
 
 def test_rossi_logrank_and_kaplan_meier_match_r(rossi):
