@@ -110,6 +110,20 @@ def read_response_file(path, key) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def response_paths(items) -> list[Path]:
+    """Files as given, folders expanded to the CSV files inside them (sorted)."""
+    paths = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = sorted(item.glob("*.csv"))
+            if not found:
+                raise BadInputError("no .csv response files in this folder", item)
+            paths += found
+        else:
+            paths.append(item)
+    return paths
+
+
 def read_responses(paths, key) -> pd.DataFrame:
     """Read every response file; one tidy row per read, with the key's truth columns ``truth_*`` joined."""
     paths = [Path(p) for p in paths]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -192,3 +193,29 @@ def plan(cases=(100, 200, 400), readers=(2, 4, 6), model: ReaderModel = ReaderMo
                 "kappa_ci_width": 2 * 1.959964 * float(np.nanstd(kappa, ddof=1)) if kappa else math.nan,
                 "disagreements_mean": float(np.mean(disagree))})
     return pd.DataFrame(rows)
+
+
+def write_simulated_responses(key, model: ReaderModel, n_readers: int | None, seed: int, out) -> list[Path]:
+    """One ``simulated-<packet>.csv`` per packet in ``out``; existing files are never overwritten."""
+    from reader_study.responses import write_responses
+
+    out = Path(out)
+    tables = simulate_responses(key, model, n_readers, seed)
+    paths = [out / f"simulated-{packet_id}.csv" for packet_id, _ in tables]
+    for path in paths:
+        if path.exists():
+            raise BadInputError("refusing to overwrite an existing response file", path)
+    out.mkdir(parents=True, exist_ok=True)
+    for path, (_, table) in zip(paths, tables):
+        write_responses(table, path)
+    return paths
+
+
+def write_plan(table: pd.DataFrame, out) -> Path:
+    """``plan.csv`` in ``out`` (atomically)."""
+    from synthscan.io.atomic import atomic_path
+
+    path = Path(out) / "plan.csv"
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    return path

@@ -10,10 +10,11 @@ import sys
 
 from synthscan import __version__
 from synthscan.commands import show
+from synthscan.commands import reader_study
 from synthscan.commands import survival
 from synthscan.errors import BadInputError
 
-COMMANDS = [show, survival]
+COMMANDS = [show, survival, reader_study]
 
 
 class _Parser(argparse.ArgumentParser):
