@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from reader_study.responses import DIAGNOSES
-from reader_study.scoring import StudyResult, wilson_interval
+from reader_study.scoring import StudyResult, min_fleiss_kappa, wilson_interval
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_dir
 
@@ -63,7 +63,7 @@ def accuracy_figure(result: StudyResult, path) -> None:
                  (pooled.wilson_low, pooled.wilson_high), "C3"))
     rows.append((f"pooled ({PAPER['readers']} readers x {PAPER['cases']}, paper)", PAPER["accuracy"], None,
                  PAPER["accuracy_ci"], "0.4"))
-    figure = _figure(6.4, 0.42 * len(rows) + 1.3)
+    figure = _figure(7.2, 0.42 * len(rows) + 1.4)
     axes = figure.add_subplot()
     for y, (label, estimate, boot, wilson, colour) in enumerate(reversed(rows)):
         axes.plot(wilson, [y, y], color=colour, lw=1.2)
@@ -74,7 +74,8 @@ def accuracy_figure(result: StudyResult, path) -> None:
     axes.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)])
     axes.set_xlim(0, 1)
     axes.set_xlabel("accuracy at telling real from synthetic (0.5 = chance)")
-    axes.set_title("Real vs synthetic: thin line Wilson 95% CI, thick bar reader/case bootstrap", fontsize=9)
+    axes.set_title("real vs synthetic accuracy; thin line: Wilson 95% CI, thick bar: reader/case bootstrap",
+                   fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
 
@@ -101,11 +102,11 @@ def agreement_figure(result: StudyResult, path) -> None:
     middle.set_ylim(0, 1)
     middle.set_title("cases with disagreement (Wilson CI)", fontsize=9)
     names = [a.label for a in result.per_reader]
-    matrix = np.eye(len(names))
+    matrix = np.full((len(names), len(names)), np.nan)
     for pair in result.cohen:
         i, j = names.index(pair.reader_a), names.index(pair.reader_b)
         matrix[i, j] = matrix[j, i] = pair.estimate
-    image = right.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+    image = right.imshow(np.ma.masked_invalid(matrix), vmin=-1, vmax=1, cmap="RdBu_r")
     right.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     right.set_yticks(range(len(names)), names, fontsize=8)
     for i in range(len(names)):
@@ -123,10 +124,12 @@ def diagnosis_figure(result: StudyResult, path) -> None:
     for axes, title, confusion in zip(figure.subplots(1, 2), ("real cases", "synthetic cases (intended condition)"),
                                       (result.confusion_real, result.confusion_synthetic)):
         matrix = np.asarray(confusion)
-        axes.imshow(matrix, cmap="Blues")
+        axes.imshow(matrix, cmap="Blues", vmin=0, vmax=max(matrix.max(), 1))
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):
-                axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9)
+                dark = matrix[i, j] > 0.6 * matrix.max()
+                axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9,
+                          color="white" if dark else "black")
         axes.set_xticks(range(len(DIAGNOSES)), DIAGNOSES, fontsize=8)
         axes.set_yticks(range(len(DIAGNOSES)), DIAGNOSES, fontsize=8)
         axes.set_xlabel("reader's diagnosis")
@@ -155,6 +158,23 @@ def quality_figure(result: StudyResult, path) -> None:
     figure.savefig(path)
 
 
+def paper_consistency() -> str:
+    """How the paper's disagreement count and kappa constrain each other (see ``min_fleiss_kappa``)."""
+    from scipy.optimize import brentq
+
+    cases, readers = PAPER["cases"], PAPER["readers"]
+    unanimous = cases - PAPER["disagreements"]
+    balanced = min_fleiss_kappa(unanimous, cases, readers, 0.5)
+    note = (f"Note on the paper's figures: with {readers} readers, {unanimous}/{cases} unanimous cases imply "
+            f"Fleiss' kappa >= {balanced:.2f} when the two calls are equally frequent")
+    if balanced > PAPER["fleiss_kappa"]:
+        split = brentq(lambda p: min_fleiss_kappa(unanimous, cases, readers, p) - PAPER["fleiss_kappa"], 0.5, 0.999)
+        note += (f"; kappa = {PAPER['fleiss_kappa']:.2f} needs calls split at least {split:.0%}/{1 - split:.0%} "
+                 f"and nearly every disagreement an even split, so one of the published figures may be defined "
+                 f"differently from the usual ones computed here")
+    return note + "."
+
+
 def _ci(low, high, digits=2) -> str:
     return "-" if not (np.isfinite(low) and np.isfinite(high)) else f"{low:.{digits}f}-{high:.{digits}f}"
 
@@ -179,6 +199,7 @@ def markdown(result: StudyResult, key_path: str, study_id: str, simulated: bool)
               f"({result.disagreements / result.n_cases:.0%}) |",
               f"| Fleiss' kappa | {PAPER['fleiss_kappa']:.2f} | {fleiss.estimate:.2f} [case bootstrap "
               f"{_ci(fleiss.ci_low, fleiss.ci_high)}] |", "",
+              paper_consistency(), "",
               "![accuracy](accuracy.png)", "", "## Readers", "",
               "| reader | accuracy | Wilson 95% CI | case bootstrap 95% CI | called synthetic |", "|---|---|---|---|---|"]
     for accuracy, called in zip(result.per_reader, result.called_synthetic):

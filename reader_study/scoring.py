@@ -265,6 +265,21 @@ def fleiss_se_null(table) -> float:
     return math.sqrt(variance)
 
 
+def min_fleiss_kappa(unanimous: int, n_cases: int, n_readers: int, called_fraction: float = 0.5) -> float:
+    """The smallest Fleiss' kappa of two-category calls with ``unanimous`` of ``n_cases`` cases unanimous.
+
+    A unanimous case has agreement P_i = 1; any other case at least that of the most even split, so
+    P-bar >= (u + (C - u) * P_even) / C; chance agreement is p^2 + (1 - p)^2 for the fraction p of one call.
+    A check on published figures: cases with disagreement and kappa constrain each other.
+    """
+    r = n_readers
+    low, high = r // 2, r - r // 2
+    even = (low * (low - 1) + high * (high - 1)) / (r * (r - 1))
+    observed = (unanimous + (n_cases - unanimous) * even) / n_cases
+    chance = called_fraction ** 2 + (1 - called_fraction) ** 2
+    return (observed - chance) / (1 - chance)
+
+
 def cohen_kappa(a, b) -> float:
     """Cohen's kappa between two raters' labels (Cohen 1960); NaN when chance agreement is 1."""
     a, b = np.asarray(a), np.asarray(b)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reader_study.scoring import (ReadMatrix, bootstrap_weights, category_table, cohen_kappa, fleiss_kappa,
-                                  fleiss_se_null, score, wilson_interval)
+                                  fleiss_se_null, min_fleiss_kappa, score, wilson_interval)
 
 # Wikipedia "Fleiss' kappa" worked example: 10 subjects, 14 raters, 5 categories; kappa = 0.210.
 WIKIPEDIA = np.array([
@@ -185,3 +185,20 @@ def test_one_reader_has_no_kappa():
     result = score(single, n_boot=200)
     assert result.n_readers == 1 and math.isnan(result.fleiss.estimate) and result.cohen == ()
     assert result.pooled.successes == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 6), st.integers(3, 40), st.floats(0.05, 0.95), st.integers(0, 2 ** 31))
+def test_min_fleiss_kappa_is_a_lower_bound_and_is_attained(n_readers, n_cases, p_call, seed):
+    rng = np.random.default_rng(seed)
+    calls = (rng.random((n_readers, n_cases)) < p_call).astype(int)
+    table = category_table(calls, 2)
+    unanimous = int((table.max(axis=1) == n_readers).sum())
+    called = table[:, 1].sum() / table.sum()
+    if 0 < called < 1:
+        assert fleiss_kappa(table) >= min_fleiss_kappa(unanimous, n_cases, n_readers, called) - 1e-12
+    # Attained when every non-unanimous case is an even split: two mirrored even splits, balanced calls.
+    half = n_readers // 2
+    case = np.array([1] * half + [0] * (n_readers - half))
+    table = category_table(np.stack([case, 1 - case], axis=1), 2)
+    assert fleiss_kappa(table) == pytest.approx(min_fleiss_kappa(0, 2, n_readers, 0.5))
