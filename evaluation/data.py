@@ -32,13 +32,13 @@ from synthscan.scan import VIEW_SETS
 
 PREPROCESS_VERSION = 1
 FIELD_MM = (2460.0, 615.0)  # whole-body field: 1024 x 256 pixels of 2.4 mm, the common clinical matrix
-# Regions as fractions of body length (head top = 0, feet = 1) and of the body's half-width around its
-# midline (negative = patient's right = low columns). Thorax: shoulders to the lower ribs; heart: the left
+# Regions as fractions of body length (head top = 0, feet = 1) and of the body's half-width (arms included)
+# around its midline (negative = patient's right = low columns). Thorax: shoulders to the lower ribs; heart: the left
 # lower chest (DESIGN.md, PHANTOM.md).
 REGIONS = {
     "whole": None,
-    "thorax": {"rows": (0.10, 0.42), "cols": (-1.15, 1.15)},
-    "heart": {"rows": (0.17, 0.38), "cols": (-0.55, 1.0)},
+    "thorax": {"rows": (0.10, 0.42), "cols": (-1.05, 1.05)},
+    "heart": {"rows": (0.17, 0.38), "cols": (-0.45, 0.85)},
 }
 DEFAULT_GRIDS = {"whole": (256, 64), "thorax": (96, 96), "heart": (64, 64)}
 TASKS = {"metastasis": 2, "amyloidosis": 2, "amyloid_grade": 4}  # task -> number of classes
@@ -92,10 +92,15 @@ def body_extent(counts: np.ndarray) -> tuple[int, int]:
 
 
 def body_midline(counts: np.ndarray, rows: tuple[int, int]) -> tuple[float, float]:
-    """Midline column and half-width (pixels) of the body within a band of rows."""
+    """Midline column and half-width (pixels) of the body within a band of rows.
+
+    Body columns hold more than 20% of the 75th-percentile column sum. Callers pass the whole body's rows,
+    so that a hot heart or bladder, which fills a few columns of a few rows, cannot move the reference.
+    """
     band = counts[..., rows[0]: rows[1] + 1, :]
     profile = band.sum(axis=tuple(range(band.ndim - 1)))
-    inside = np.flatnonzero(profile > 0.1 * profile.max()) if profile.max() > 0 else np.arange(len(profile))
+    reference = np.percentile(profile, 75)
+    inside = np.flatnonzero(profile > 0.2 * reference) if reference > 0 else np.arange(len(profile))
     left, right = inside[0], inside[-1] + 1
     return (left + right) / 2, max((right - left) / 2, 1.0)
 
@@ -112,7 +117,7 @@ def region_box_mm(counts: np.ndarray, spacing_mm, spec: PreprocessSpec) -> tuple
     top, bottom = body_extent(counts)
     length = bottom + 1 - top
     row0, row1 = (top + f * length for f in fractions["rows"])
-    middle, half_width = body_midline(counts, (int(row0), int(np.ceil(row1))))
+    middle, half_width = body_midline(counts, (top, bottom))
     col0, col1 = (middle + f * half_width for f in fractions["cols"])
     return row0 * sy, row1 * sy, col0 * sx, col1 * sx
 

@@ -5,7 +5,7 @@ As in clinical practice for 99mTc-PYP/DPD/HMDP planar imaging (Bokhari et al., C
 mirrored across the midline onto the contralateral (right) chest, and the ratio of their mean counts. The
 heart ROI is placed automatically: the position with the highest mean counts of a circle of
 ``roi_diameter_mm`` in the left lower chest, found by fractions of body length (heart centre between 22% and
-34% of body length from the head, between 10% and 60% of the chest half-width left of the midline). The
+34% of body length from the head, between 10% and 60% of the body half-width left of the midline). The
 patient's left is at high columns (synthscan/scan.py). A known heart centre (e.g. the phantom's ground truth)
 may be given instead.
 """
@@ -20,7 +20,7 @@ from scipy.signal import fftconvolve
 from evaluation.data import body_extent, body_midline
 
 HEART_ROWS = (0.22, 0.34)  # fractions of body length (head top = 0)
-HEART_COLS = (0.10, 0.60)  # fractions of the chest half-width, towards the patient's left
+HEART_COLS = (0.10, 0.60)  # fractions of the body half-width, towards the patient's left
 ROI_DIAMETER_MM = 90.0
 
 
@@ -61,7 +61,7 @@ def hcl_ratio(anterior: np.ndarray, spacing_mm, heart_centre=None, roi_diameter_
     top, bottom = body_extent(anterior)
     length = bottom + 1 - top
     rows = (top + HEART_ROWS[0] * length, top + HEART_ROWS[1] * length)
-    midline, half_width = body_midline(anterior, (int(rows[0]), int(np.ceil(rows[1]))))
+    midline, half_width = body_midline(anterior, (top, bottom))
     if heart_centre is None:
         means = fftconvolve(anterior, disk / disk.sum(), mode="same")
         r0, r1 = int(np.floor(rows[0])), int(np.ceil(rows[1])) + 1
