@@ -90,8 +90,9 @@ class MadeStudy:
     audit: dict
 
     def summary(self) -> str:
+        size_mb = self.packets[0].stat().st_size / 1e6 if self.packets else 0.0
         return (f"{len(self.packets)} packet(s) with {self.n_cases} cases ({self.n_synthetic} synthetic) at "
-                f"{self.grid[0]}x{self.grid[1]} per view in {self.out}; answer key {self.key} "
+                f"{self.grid[0]}x{self.grid[1]} per view, {size_mb:.1f} MB each, in {self.out}; answer key {self.key} "
                 "(keep it away from readers)\n" + audit_summary(self.audit))
 
 

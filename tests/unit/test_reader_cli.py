@@ -40,7 +40,7 @@ def test_make_simulate_score(manifests, tmp_path, capsys):
     assert main(["reader-study", "make", "--real", str(manifests["real"]), "--synthetic",
                  str(manifests["synthetic"]), "--cases", "12", "--readers", "3", "--seed", "4",
                  "--out", str(study)]) == 0
-    assert "3 packet(s) with 12 cases (6 synthetic) at 32x8" in capsys.readouterr().out
+    assert "3 packet(s) with 12 cases (6 synthetic) at 32x8 per view" in capsys.readouterr().out
     assert main(["reader-study", "simulate", "--key", str(study / "key.json"), "--accuracy", "0.48",
                  "--kappa", "0.18", "--out", str(responses)]) == 0
     assert len(list(responses.glob("simulated-*.csv"))) == 3
