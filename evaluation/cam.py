@@ -179,3 +179,109 @@ def overlay_image(counts: np.ndarray, scan_map: np.ndarray, views, title: str = 
     ImageDraw.Draw(labelled).multiline_text((4, 2), title + "\n" + " | ".join(views), fill=(0, 0, 0),
                                             font=ImageFont.load_default(), spacing=1)
     return labelled
+
+
+# ------------------------------------------------------------------------------------------- a whole set
+def resolve_layer(model: nn.Module, name: str | None) -> nn.Module | None:
+    """``None`` -> the trunk's end; else a submodule name such as ``features.6`` (see ``model.named_modules``)."""
+    from synthscan.errors import BadInputError
+
+    if not name:
+        return None
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n.count(".") <= 1 and n]
+        raise BadInputError(f"no layer {name!r} in this model (e.g. {', '.join(names[:12])})") from None
+
+
+def cam_report(run, manifest, out, lesions=None, layer: str | None = None, tolerance_mm: float = 100.0,
+               max_scans: int = 64, positives_only: bool = False, cache_dir=None, progress: bool = True) -> dict:
+    """Overlays (PNG per scan and a contact sheet), ``cams.csv`` and the pointing game for one manifest.
+
+    ``lesions``: mapping study_id -> lesion centres (row, col) in native pixels of that study, as written by the
+    phantom; without it no localisation score is computed.
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+    from PIL import Image
+
+    from evaluation.classifier import load_run
+    from evaluation.data import load_grid_scans, to_grid
+    from evaluation.predict import read_test_set, train_patients
+    from evaluation.training import prediction_frame
+    from synthscan.io.atomic import atomic_path, write_text
+
+    models, config = load_run(run)
+    frame, labels = read_test_set(manifest, config, train_patients(run), role="Grad-CAM")
+    keep = np.flatnonzero(labels > 0) if positives_only else np.arange(len(frame))
+    frame, labels = frame.iloc[keep[:max_scans]], labels[keep[:max_scans]]
+    scans = load_grid_scans(frame, config.preprocess, cache_dir, progress, "scans")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # An ensemble (cross-validation folds) is explained by its first member; its maps are per model.
+    model = models[0]
+    maps = grad_cam(model, scans.counts, layer=resolve_layer(model, layer))
+    from evaluation.classifier import predict_probabilities
+
+    table = prediction_frame(frame, config, predict_probabilities(models, scans.counts), labels)
+    targets, sizes = [], []
+    for study, box, spacing in zip(frame["study_id"], scans.boxes_mm, scans.spacing_mm):
+        points = (lesions or {}).get(study, [])
+        targets.append([to_grid(p, spacing, box, config.grid) for p in points])
+        sizes.append(((box[1] - box[0]) / config.grid[0], (box[3] - box[2]) / config.grid[1]))
+    pictures = []
+    peaks = [map_peak(m) for m in maps]
+    for i, study in enumerate(frame["study_id"]):
+        title = f"{study}  label {labels[i]}  score {table['score'].iloc[i]:.3f}"
+        picture = overlay_image(scans.counts[i], maps[i], config.views, title, points=targets[i])
+        with atomic_path(out / f"{study}.png") as tmp:
+            picture.save(tmp, format="PNG")
+        pictures.append(picture)
+    table["peak_row"], table["peak_col"] = [p[0] for p in peaks], [p[1] for p in peaks]
+    result = None
+    if lesions is not None:
+        result = pointing_game(maps, targets, sizes, [body_mask(c) for c in scans.counts], tolerance_mm)
+        table["lesions"] = [len(t) for t in targets]
+    with atomic_path(out / "cams.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    columns = min(8, len(pictures))
+    width, height = max(p.width for p in pictures), max(p.height for p in pictures)
+    sheet = Image.new("RGB", (columns * width, -(-len(pictures) // columns) * height), "white")
+    for i, picture in enumerate(pictures):
+        sheet.paste(picture, ((i % columns) * width, (i // columns) * height))
+    with atomic_path(out / "contact_sheet.png") as tmp:
+        sheet.save(tmp, format="PNG")
+    summary = {"scans": len(frame), "layer": layer or "features (end of the backbone)", "arch": config.arch,
+               "task": config.task}
+    if result is not None:
+        summary.update({"pointing_game_hits": result.hits, "pointing_game_n": result.n,
+                        "hit_rate": result.hit_rate, "chance_rate": result.chance_rate, "p_value": result.p_value,
+                        "tolerance_mm": tolerance_mm, "summary": result.summary()})
+    write_text(out / "cam_summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def find_lesions(manifest, side_file=None) -> dict | None:
+    """Lesion centres per study (native pixel row, col) from a side file, or None when there is none.
+
+    Accepted: JSON mapping study_id -> [[row, col], ...]. Without ``side_file``, ``lesions.json`` next to the
+    manifest is used when present.
+    """
+    import json
+    from pathlib import Path
+
+    from synthscan.errors import BadInputError
+
+    path = Path(side_file) if side_file else Path(manifest).parent / "lesions.json"
+    if not path.is_file():
+        if side_file:
+            raise BadInputError("lesion side file not found", path)
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise BadInputError(f"not JSON ({error})", path) from None
+    return {str(study): [tuple(map(float, point[:2])) for point in points] for study, points in data.items()}

@@ -41,9 +41,21 @@ def read_test_set(path, config: ClassifierConfig, patients, role: str = "test") 
         check_views(frame, config.views)
     except BadInputError as error:
         raise BadInputError(str(error), path) from None
+    return with_sites(frame, path), labels
+
+
+def with_sites(frame: pd.DataFrame, path) -> pd.DataFrame:
+    """Blank sites take the name of the manifest's folder."""
     site = frame["site"] if "site" in frame.columns else pd.Series(pd.NA, index=frame.index, dtype=object)
     frame["site"] = site.astype(object).where(site.notna(), Path(path).resolve().parent.name)
-    return frame, labels
+    return frame
+
+
+def site_frame(path, role: str = "test") -> pd.DataFrame:
+    """A real-scan manifest with its sites filled in (for baselines that need no model)."""
+    frame = read_manifest(path)
+    refuse_synthetic(frame, path, role)
+    return with_sites(frame, path)
 
 
 def predict_manifests(run, manifests, task: str | None = None, cache_dir=None, device: str = "cpu",

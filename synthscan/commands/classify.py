@@ -98,11 +98,12 @@ def run_train(args) -> int:
 def run_test(args) -> int:
     from pathlib import Path
 
+    import pandas as pd
+
     from evaluation.compare import write_test_summary
     from evaluation.hcl import hcl_predictions
-    from evaluation.predict import predict_manifests, read_config
+    from evaluation.predict import predict_manifests, read_config, site_frame
     from synthscan.io.atomic import atomic_path
-    from synthscan.io.manifest import read_manifest
 
     predictions = predict_manifests(args.model, args.test, args.task, args.cache, args.device, not args.quiet)
     out = Path(args.out)
@@ -111,21 +112,10 @@ def run_test(args) -> int:
         predictions.to_csv(tmp, index=False, float_format="%.6g")
     baseline = None
     if read_config(args.model).task in ("amyloidosis", "amyloid_grade") and not args.no_hcl:
-        baseline = hcl_predictions_for(args.test, predictions, read_manifest, hcl_predictions, not args.quiet)
+        baseline = pd.concat([hcl_predictions(site_frame(path), not args.quiet) for path in args.test],
+                             ignore_index=True)
         with atomic_path(out / "hcl_predictions.csv") as tmp:
             baseline.to_csv(tmp, index=False, float_format="%.6g")
-    text = write_test_summary(predictions, out, baseline=baseline, validation=Path(args.model) / "val_predictions.csv")
-    print(text)
+    print(write_test_summary(predictions, out, baseline=baseline, validation=Path(args.model) / "val_predictions.csv"))
     print(f"wrote {out / 'predictions.csv'} and {out / 'summary.md'}")
     return 0
-
-
-def hcl_predictions_for(manifests, predictions, read_manifest, hcl_predictions, progress):
-    import pandas as pd
-
-    frames = []
-    for path in manifests:
-        frame = read_manifest(path)
-        frame["site"] = frame["study_id"].map(predictions.set_index("study_id")["site"])
-        frames.append(hcl_predictions(frame, progress))
-    return pd.concat(frames, ignore_index=True)
