@@ -4,7 +4,8 @@ The key is the only place the truth lives; packets never contain it. ``key.json`
 made with a passphrase, *protected*: each truth field is stored as a keyed hash
 ``HMAC-SHA256(k, study | case | field | value)`` with ``k = PBKDF2-HMAC-SHA256(passphrase, salt)``
 (RFC 2104, RFC 8018), so the file says nothing to whoever lacks the passphrase. Scoring recovers each value
-by trying the few allowed ones. Provenance (study ids) is then stored as a keyed hash too.
+by trying the few allowed ones. Provenance (study ids) is then stored as a keyed hash too, and the seed
+is left out.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ def protect(document: dict, passphrase: str, salt: bytes | None = None) -> dict:
             protected[field] = _tag(secret, study, case["case_id"], field, _text(case.get(field)))
         protected["origin"] = _tag(secret, study, case["case_id"], "origin", str(case.get("study_id", "")))
         cases.append(protected)
-    out = {k: v for k, v in document.items() if k not in ("cases", "selection")}
+    out = {k: v for k, v in document.items() if k != "cases"}
+    # The seed would let anyone with the manifests rebuild the plain key.
+    out["selection"] = {k: v for k, v in document.get("selection", {}).items() if k != "seed"}
     out["cases"] = cases
     out["protection"] = {"scheme": "pbkdf2-hmac-sha256", "salt": salt.hex(), "iterations": PBKDF2_ITERATIONS,
                          "verifier": _tag(secret, study, "verifier")}

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from reader_study.responses import DIAGNOSES, SOURCES
+from synthscan.errors import BadInputError
 
 Z95 = 1.959963984540054
 
@@ -377,7 +378,7 @@ def _confusion(truth: np.ndarray, called: np.ndarray, case_mask: np.ndarray) -> 
 def score(reads: ReadMatrix, n_boot: int = 2000, seed: int = 0) -> StudyResult:
     """Score a complete study (see the module docstring for every statistic)."""
     if n_boot < 100:
-        raise ValueError(f"n_boot must be >= 100, got {n_boot}")
+        raise BadInputError(f"--n-boot must be >= 100, got {n_boot}")
     rng = np.random.default_rng(seed)
     n_readers, n_cases = reads.judged_synthetic.shape
     synthetic = reads.truth_synthetic

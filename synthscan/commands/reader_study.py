@@ -109,10 +109,12 @@ def run_score(args) -> int:
 def run_simulate(args) -> int:
     from reader_study import simulate
 
+    if abs(args.quality_shift) > 1.5:
+        raise BadInputError(f"--quality-shift must be within +-1.5 (real scans average 3.5), got {args.quality_shift}")
     model_args = dict(accuracy=args.accuracy, reader_sd=args.reader_sd,
                       diagnostic_accuracy_real=args.diagnostic_accuracy,
                       diagnostic_accuracy_synthetic=args.diagnostic_accuracy,
-                      quality_real=3.5, quality_synthetic=min(5.0, max(1.0, 3.5 + args.quality_shift)))
+                      quality_real=3.5, quality_synthetic=3.5 + args.quality_shift)
     simulate.ReaderModel(**model_args)   # checks the flags before the correlation search
     if args.plan == bool(args.key):
         raise BadInputError("give either --key (simulated responses) or --plan (study planning)")
@@ -133,7 +135,10 @@ def run_simulate(args) -> int:
     correlation = (simulate.correlation_for_kappa(args.kappa, args.accuracy, fraction) if args.kappa is not None
                    else args.correlation or 0.0)
     model = simulate.ReaderModel(correlation=correlation, **model_args)
-    readers = None if args.readers is None else _integers(args.readers)[0]
+    readers = None if args.readers is None else _integers(args.readers)
+    if readers is not None and len(readers) != 1:
+        raise BadInputError(f"--readers takes one number with --key (a list only with --plan), got {args.readers}")
+    readers = None if readers is None else readers[0]
     paths = simulate.write_simulated_responses(key, model, readers, args.seed, args.out)
     print(f"wrote {len(paths)} simulated response file(s) to {args.out} (latent correlation {correlation:.3f})")
     return 0

@@ -59,6 +59,11 @@ def test_read_a_packet_offline_persist_export_and_score(browser, study, tmp_path
     page.keyboard.press("[")
     page.keyboard.press("[")
     assert _canvas_mean(page) < plain                              # narrower window: darker uptake
+    width = page.evaluate("() => document.querySelector('canvas').getBoundingClientRect().width")
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    assert page.evaluate("() => document.querySelector('canvas').getBoundingClientRect().width") == \
+        pytest.approx(1.5 * width, abs=2)                          # zoom 1x -> 1.5x
     page.keyboard.press("0")
     assert _canvas_mean(page) == pytest.approx(plain)
 
