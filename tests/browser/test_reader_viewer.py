@@ -51,6 +51,8 @@ def test_read_a_packet_offline_persist_export_and_score(browser, study, tmp_path
     url = made.packets[0].resolve().as_uri()
     page.goto(url)
     assert page.is_visible("#help")                                # instructions on first opening
+    page.keyboard.press("r")                                       # no answers behind the instructions
+    assert page.get_attribute('button[data-value="real"]', "aria-pressed") == "false"
     page.keyboard.press("Escape")
     assert not page.is_visible("#help")
     assert page.inner_text("#progress-text") == "0 / 6 answered"
