@@ -293,45 +293,39 @@ def make_study(cases: Sequence[StudyCase], load: Callable[[StudyCase], Scan], ou
     shared = rng.permutation(len(cases))
     orders = [shared if settings.shared_order else rng.permutation(len(cases)) for _ in range(settings.n_readers)]
 
-    packets, entries = [], []
-    for k, order in enumerate(orders, start=1):
-        packet = {"format": PACKET_FORMAT, "study_id": study_id, "packet_id": f"{study_id}-r{k}",
-                  "reader": f"reader-{k}", "title": settings.title, "views": list(settings.views),
-                  "sides": {v: SIDES[v] for v in settings.views}, "rows": grid[0], "cols": grid[1],
-                  "answers": answer_options(),
-                  "cases": [{"id": case_ids[i], "pixels": encoded[i]} for i in order]}
-        html = packet_html(packet)
-        name = f"packet-reader-{k}.html"
-        packets.append((name, html))
-        entries.append({"packet_id": packet["packet_id"], "reader": packet["reader"], "file": name,
-                        "sha256": hashlib.sha256(html.encode()).hexdigest(),
-                        "case_ids": [case_ids[i] for i in order]})
     audit = leakage_audit(pixels, [c.synthetic for c in cases], case_ids, [len(e) for e in encoded], orders)
-    document = {
-        "format": KEY_FORMAT, "study_id": study_id, "synthscan_version": __version__,
-        "settings": {"n_cases": len(cases), "n_readers": settings.n_readers,
-                     "synthetic_fraction": settings.synthetic_fraction, "equal_conditions": settings.equal_conditions,
-                     "shared_order": settings.shared_order, "views": list(settings.views), "grid": list(grid),
-                     "percentile": settings.percentile, "counts_per_view": settings.counts_per_view,
-                     "title": settings.title},
-        "selection": {"seed": seed, **(inputs or {})},
-        "packets": entries,
-        "cases": [{"case_id": case_ids[i], "synthetic": int(c.synthetic), "condition": c.condition,
-                   "amyloid_grade": c.amyloid_grade, "study_id": c.study_id, "origin": c.origin}
-                  for i, c in enumerate(cases)],
-        "audit": audit,
-    }
-    if passphrase:
-        document = protect(document, passphrase)
     if out.exists():
         out.rmdir()   # empty, checked above
-    with atomic_dir(out) as folder:
-        for name, html in packets:
-            (folder / name).write_text(html, encoding="utf-8")
-        write_key(document, folder / "key.json")
-    return MadeStudy(out, out / "key.json", tuple(out / name for name, _ in packets), len(cases),
+    names, entries = [], []
+    with atomic_dir(out) as folder:   # packets are large: write each one as soon as it is made
+        for k, order in enumerate(orders, start=1):
+            packet = {"format": PACKET_FORMAT, "study_id": study_id, "packet_id": f"{study_id}-r{k}",
+                      "reader": f"reader-{k}", "title": settings.title, "views": list(settings.views),
+                      "sides": {v: SIDES[v] for v in settings.views}, "rows": grid[0], "cols": grid[1],
+                      "answers": answer_options(),
+                      "cases": [{"id": case_ids[i], "pixels": encoded[i]} for i in order]}
+            html = packet_html(packet).encode("utf-8")
+            names.append(f"packet-reader-{k}.html")
+            (folder / names[-1]).write_bytes(html)
+            entries.append({"packet_id": packet["packet_id"], "reader": packet["reader"], "file": names[-1],
+                            "sha256": hashlib.sha256(html).hexdigest(), "case_ids": [case_ids[i] for i in order]})
+        document = {
+            "format": KEY_FORMAT, "study_id": study_id, "synthscan_version": __version__,
+            "settings": {"n_cases": len(cases), "n_readers": settings.n_readers,
+                         "synthetic_fraction": settings.synthetic_fraction,
+                         "equal_conditions": settings.equal_conditions, "shared_order": settings.shared_order,
+                         "views": list(settings.views), "grid": list(grid), "percentile": settings.percentile,
+                         "counts_per_view": settings.counts_per_view, "title": settings.title},
+            "selection": {"seed": seed, **(inputs or {})},
+            "packets": entries,
+            "cases": [{"case_id": case_ids[i], "synthetic": int(c.synthetic), "condition": c.condition,
+                       "amyloid_grade": c.amyloid_grade, "study_id": c.study_id, "origin": c.origin}
+                      for i, c in enumerate(cases)],
+            "audit": audit,
+        }
+        write_key(protect(document, passphrase) if passphrase else document, folder / "key.json")
+    return MadeStudy(out, out / "key.json", tuple(out / name for name in names), len(cases),
                      int(sum(c.synthetic for c in cases)), tuple(grid), audit)
-
 
 
 def make_study_from_manifests(real, synthetic, out, settings: StudySettings, seed: int | None = None,
