@@ -1,0 +1,256 @@
+"""Generator configuration: frozen dataclasses loaded from ``recipes/*.toml``.
+
+Precedence: dataclass defaults < ``--recipe`` < ``--config`` < ``--set section.key=value`` flags. An unknown
+section or key is an error that names the file and the key (a typo must never silently fall back to a
+default). The resolved config is written to every run folder (``config.toml``), into every checkpoint and
+into the model's ``config.json``, so a model can always say how it was made.
+
+Sections (one dataclass each, see the fields for meaning and units):
+``[data]`` canonical grid, ``[autoencoder]`` network, ``[denoiser]`` network and EDM noise distribution,
+``[train_autoencoder]`` / ``[train_denoiser]`` optimisation, ``[sampler]`` defaults used by ``synthscan sample``,
+plus top-level ``seed``, checkpointing and precision keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from synthscan.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Canonical grid every scan is resampled to before it reaches a network (synthscan/preprocess.py)."""
+
+    rows: int = 256
+    cols: int = 64
+    max_scans: int = 0  # 0 = every manifest row; >0 keeps the first N (quick experiments)
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Convolutional autoencoder (synthscan/model/autoencoder.py): channels per resolution level, coarse last."""
+
+    channels: tuple[int, ...] = (16, 32, 64)  # per level, finest first; the latent is 2**levels times smaller
+    latent_channels: int = 4
+    decoder_blocks: int = 1  # residual blocks per level in the decoder
+    latent_penalty: float = 1e-4  # weight of the latent L2 term (keeps latents small and well scaled)
+    latent_noise: float = 0.1  # decoder trained on latents + this x their std x N(0, 1)
+    norm_groups: int = 8
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Latent UNet (diffusers UNet2DModel) and the EDM noise parameters (Karras et al. 2022, Table 1)."""
+
+    channels: tuple[int, ...] = (32, 64)
+    layers_per_block: int = 1
+    attention: bool = True  # self-attention at the coarsest level
+    norm_groups: int = 8
+    sigma_data: float = 0.5  # latents are standardised to this std
+    p_mean: float = -1.2  # log-normal training noise distribution
+    p_std: float = 1.2
+    condition_dropout: float = 0.1  # share of steps trained on the null class (classifier-free guidance)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Optimisation of one training stage."""
+
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # global batch (all processes, all accumulation micro-batches)
+    gradient_accumulation_steps: int = 1
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999  # 0 disables EMA (the trained weights are used as they are)
+    crop_rows: int = 0  # autoencoder only: train on random row bands of this height (0 = whole scan)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Defaults of ``synthscan sample`` (synthscan/model/sampler.py)."""
+
+    solver: str = "dpmpp_2m"  # or "heun"
+    steps: int = 10
+    guidance_scale: float = 1.0  # 1 = plain conditional model (no extra unconditional pass)
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``synthscan train`` needs besides the data manifest and the output folder."""
+
+    seed: int = 0
+    mixed_precision: str = "auto"  # "auto": bf16 on CUDA, fp32 on CPU; or "no" / "bf16" / "fp16"
+    checkpoint_every: int = 200  # optimizer steps between checkpoints (per stage)
+    keep_checkpoints: int = 2
+    save_dtype: str = "float32"  # weights dtype in the saved model ("float16" for the bundled model)
+    data: DataConfig = field(default_factory=DataConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    train_autoencoder: StageConfig = field(default_factory=lambda: StageConfig(
+        steps=2000, batch_size=16, lr=2e-3, crop_rows=128, ema_decay=0.0))
+    train_denoiser: StageConfig = field(default_factory=lambda: StageConfig(
+        steps=4000, batch_size=128, lr=2e-3, ema_decay=0.999))
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self):
+        checks = [
+            (self.mixed_precision in ("auto", "no", "bf16", "fp16"), "mixed_precision must be auto, no, bf16 or fp16"),
+            (self.save_dtype in ("float32", "float16"), "save_dtype must be float32 or float16"),
+            (self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "checkpoint_every and keep_checkpoints must be >= 1"),
+            (self.sampler.solver in ("dpmpp_2m", "heun"), "sampler.solver must be dpmpp_2m or heun"),
+            (self.sampler.steps >= 1, "sampler.steps must be >= 1"),
+            (self.sampler.guidance_scale >= 0, "sampler.guidance_scale must be >= 0"),
+            (0 < self.sampler.sigma_min < self.sampler.sigma_max, "need 0 < sampler.sigma_min < sampler.sigma_max"),
+            (0 <= self.denoiser.condition_dropout < 1, "denoiser.condition_dropout must be in [0, 1)"),
+            (len(self.autoencoder.channels) >= 1 and len(self.denoiser.channels) >= 1, "channels must not be empty"),
+            (all(c % self.autoencoder.norm_groups == 0 for c in self.autoencoder.channels),
+             "autoencoder.channels must be multiples of autoencoder.norm_groups"),
+            (all(c % self.denoiser.norm_groups == 0 for c in self.denoiser.channels),
+             "denoiser.channels must be multiples of denoiser.norm_groups"),
+        ]
+        factor = 2 ** len(self.autoencoder.channels)
+        checks.append((self.data.rows % factor == 0 and self.data.cols % factor == 0,
+                       f"data grid {self.data.rows}x{self.data.cols} must be divisible by the autoencoder's "
+                       f"downsampling factor {factor}"))
+        latent_factor = 2 ** (len(self.denoiser.channels) - 1)
+        checks.append(((self.data.rows // factor) % latent_factor == 0 and (self.data.cols // factor) % latent_factor == 0,
+                       f"latent grid {self.data.rows // factor}x{self.data.cols // factor} must be divisible by "
+                       f"the denoiser's downsampling factor {latent_factor}"))
+        crop = self.train_autoencoder.crop_rows
+        checks.append((crop == 0 or (crop % factor == 0 and crop <= self.data.rows),
+                       f"train_autoencoder.crop_rows={crop} must be 0 or a multiple of {factor} <= data.rows"))
+        for name in ("train_autoencoder", "train_denoiser"):
+            stage = getattr(self, name)
+            checks += [
+                (stage.steps >= 0, f"{name}.steps must be >= 0"),
+                (stage.gradient_accumulation_steps >= 1, f"{name}.gradient_accumulation_steps must be >= 1"),
+                (stage.batch_size >= 1, f"{name}.batch_size must be >= 1"),
+                (0 <= stage.ema_decay < 1, f"{name}.ema_decay must be in [0, 1)"),
+            ]
+        for ok, message in checks:
+            if not ok:
+                raise BadInputError(f"config: {message}")
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _coerce(value: Any, kind, where: str):
+    """Check a TOML value against a dataclass field type (ints may stand for floats; lists become tuples)."""
+    origin = getattr(kind, "__origin__", None)
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is str:
+        ok = isinstance(value, str)
+    elif origin is tuple:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = tuple(value) if ok else value
+    else:  # pragma: no cover - every field type is listed above
+        raise TypeError(f"unsupported config field type {kind}")
+    if not ok:
+        raise BadInputError(f"{where}: expected {getattr(kind, '__name__', str(kind))}, got {value!r}")
+    return value
+
+
+def merge(config, overrides: dict, source: str = "config"):
+    """A copy of a config dataclass with a nested dict of overrides applied; unknown keys raise."""
+    hints = get_type_hints(type(config))
+    names = {f.name for f in fields(config)}
+    changes = {}
+    for key, value in overrides.items():
+        where = f"{source}: {key}"
+        if key not in names:
+            raise BadInputError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
+        current = getattr(config, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise BadInputError(f"{where}: expected a [{key}] table, got {value!r}")
+            changes[key] = merge(current, value, f"{source}: {key}")
+        else:
+            changes[key] = _coerce(value, hints[key], where)
+    return dataclasses.replace(config, **changes)
+
+
+def read_toml(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError("config file not found", path)
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise BadInputError(f"not valid TOML ({error})", path) from None
+
+
+def parse_set(assignments) -> dict:
+    """``["train_denoiser.steps=10", "seed=3"]`` -> nested dict; values parsed as TOML (strings may be bare)."""
+    nested: dict = {}
+    for text in assignments or ():
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise BadInputError(f"--set expects section.key=value, got {text!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        *sections, leaf = key.strip().split(".")
+        table = nested
+        for section in sections:
+            table = table.setdefault(section, {})
+        table[leaf] = value
+    return nested
+
+
+def load_config(recipe=None, config=None, overrides=None) -> TrainConfig:
+    """Defaults < recipe TOML < config TOML < ``overrides`` (a nested dict, e.g. from :func:`parse_set`)."""
+    result = TrainConfig()
+    for path in (recipe, config):
+        if path is not None:
+            result = merge(result, read_toml(path), str(path))
+    if overrides:
+        result = merge(result, overrides, "--set")
+    return result
+
+
+def to_dict(config) -> dict:
+    """Plain nested dict (tuples as lists), for TOML/JSON."""
+    return {f.name: (to_dict(v) if is_dataclass(v := getattr(config, f.name)) else
+                     list(v) if isinstance(v, tuple) else v) for f in fields(config)}
+
+
+def from_dict(data: dict) -> TrainConfig:
+    """Inverse of :func:`to_dict` (e.g. a config read back from a model's config.json)."""
+    return merge(TrainConfig(), data, "stored config")
+
+
+def to_toml(config) -> str:
+    """The config as TOML text (scalars first, then one table per section)."""
+    data = to_dict(config)
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for section, table in data.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

@@ -1,0 +1,284 @@
+"""Batched, sharded, resumable generation of synthetic scans to DICOM/PNG with a provenance manifest.
+
+Contract (DESIGN.md section 5): scan i of a run uses seed ``seed + i``; its latent noise, grade draw, total
+counts and Poisson counts come from that seed alone (synthscan/model/pipeline.py), and the Poisson step is
+continuous in the expected counts (synthscan/model/counts.py), so the same seed gives the same scan to within
+one count whatever the batch size or number of processes. Output layout::
+
+    OUT/manifest.csv                                  one row per scan, appended across runs, unique ids
+    OUT/contact_sheet.png                             the first scans of the folder
+    OUT/<condition>[-g<grade>]/<seed:06d>.dcm         (and .png with --format png)
+
+Under ``accelerate launch`` / ``torchrun`` process r of w takes seeds r, r + w, ...; each writes its own
+files (atomically, synthscan/io/atomic.py) and a manifest part that process 0 merges. A rerun skips every
+scan whose files exist (a file exists only once complete) and rebuilds its manifest row from the DICOM
+header, so an interrupted run is finished by running it again. Memory is flat in n: a scan lives from its
+batch to its file. Network work (torch, all cores) overlaps with Poisson sampling and file writing in a
+small thread pool (numpy and zlib release the GIL).
+
+``sample`` never imports the phantom and never reads training data: the model folder holds all it needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthscan.errors import BadInputError
+from synthscan.io.atomic import atomic_path
+from synthscan.model.conditions import check_condition, class_for, folder_name, labels_for
+
+FORMATS = ("dicom", "png")
+DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
+CONTACT_SHEET_SCANS = 16
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """What to generate (validated on construction; nothing is written before that)."""
+
+    condition: str
+    n: int
+    out: Path
+    seed: int = 0
+    grade: int | None = None
+    batch_size: int = 32
+    steps: int | None = None
+    guidance_scale: float | None = None
+    solver: str | None = None
+    formats: tuple[str, ...] = ("dicom",)
+    matrix: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        check_condition(self.condition, self.grade)
+        problems = [
+            (self.n >= 1, f"n must be >= 1, got {self.n}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.guidance_scale is None or (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0),
+             f"guidance scale must be >= 0, got {self.guidance_scale}"),
+            (self.solver in (None, "dpmpp_2m", "heun"), f"unknown solver {self.solver!r} (dpmpp_2m, heun)"),
+            (bool(self.formats) and set(self.formats) <= set(FORMATS),
+             f"format must be a comma-separated subset of {','.join(FORMATS)}, got {','.join(self.formats)}"),
+        ]
+        for ok, message in problems:
+            if not ok:
+                raise BadInputError(message)
+        object.__setattr__(self, "out", Path(self.out))
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    out: Path
+    written: int
+    skipped: int
+    model_hash: str
+    seconds: float
+
+    def summary(self) -> str:
+        return (f"{self.written} scans written, {self.skipped} already there, in {self.out} "
+                f"(manifest.csv, contact_sheet.png; model {self.model_hash[:8]}; {self.seconds:.1f} s)")
+
+
+def study_id(model_hash: str, condition: str, grade: int | None, seed: int) -> str:
+    return f"syn-{model_hash[:8]}-{folder_name(condition, grade)}-{seed:06d}"
+
+
+def _check_out_folder(out: Path, model_hash: str) -> pd.DataFrame | None:
+    """The folder's manifest (None if new); refuse a folder holding another model's samples."""
+    from synthscan.io.manifest import read_manifest
+
+    manifest = out / "manifest.csv"
+    if out.exists() and not out.is_dir():
+        raise BadInputError("output path exists and is not a folder", out)
+    if not manifest.is_file():
+        return None
+    frame = read_manifest(manifest)
+    sources = set(frame["source"].dropna().astype(str)) if "source" in frame else set()
+    others = sources - {model_hash}
+    if others:
+        raise BadInputError(f"folder holds samples of another model ({sorted(others)[0][:8]}); "
+                            "use a new --out per model", out)
+    return frame
+
+
+def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> SampleResult:
+    """Generate ``request.n`` scans into ``request.out`` with the model in ``model_dir`` (default: bundled)."""
+    import time
+
+    import torch
+    from accelerate import PartialState
+
+    from synthscan.model.pipeline import SynthscanModel
+
+    began = time.time()
+    model = SynthscanModel.from_pretrained(DEFAULT_MODEL if model_dir is None else model_dir)
+    matrix = tuple(request.matrix or model.info["matrix"])
+    existing = _check_out_folder(request.out, model.hash)
+    state = PartialState()
+    seeds = list(range(request.seed + state.process_index, request.seed + request.n, state.num_processes))
+    if state.num_processes > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    writer = _Writer(model, request, matrix)
+    todo = [s for s in seeds if not writer.complete(s)]
+    rows = [writer.row_from_file(s) for s in seeds if writer.complete(s)]
+    rows += _generate(model, writer, todo, request, progress and state.is_main_process)
+    if rows:
+        with atomic_path(request.out / f".manifest-part-{state.process_index}.csv") as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        _merge_manifest(request.out, existing, state.num_processes)
+        _contact_sheet(request.out)
+    state.wait_for_everyone()
+    return SampleResult(request.out, len(todo), len(seeds) - len(todo), model.hash, time.time() - began)
+
+
+def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest, progress: bool) -> list[dict]:
+    import torch
+    from tqdm import tqdm
+
+    from synthscan.model.pipeline import sample_rng
+
+    rows, pending = [], deque()
+    bar = tqdm(total=len(seeds), desc=f"sampling {folder_name(request.condition, request.grade)}", unit="scan",
+               disable=not progress)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for start in range(0, len(seeds), request.batch_size):
+            batch = seeds[start:start + request.batch_size]
+            rngs = [sample_rng(s) for s in batch]
+            grades = [request.grade if request.condition != "amyloidosis" or request.grade is not None
+                      else model.draw_amyloid_grade(rng) for rng in rngs]
+            classes = [class_for(request.condition, g if request.condition == "amyloidosis" else None)
+                       for g in grades]
+            totals = [model.draw_total_counts(c, rng) for c, rng in zip(classes, rngs)]
+            with torch.inference_mode():
+                expected = model.expected_counts(batch, classes, totals, writer.matrix, request.steps,
+                                                 request.guidance_scale, request.solver).numpy()
+            while len(pending) > 1:  # keep at most two batches in flight: memory stays flat in n
+                done = pending.popleft()
+                rows += [future.result() for future in done]
+                bar.update(len(done))
+            pending.append([pool.submit(writer.write, s, c, image, rng)
+                            for s, c, image, rng in zip(batch, classes, expected, rngs)])
+        while pending:
+            done = pending.popleft()
+            rows += [future.result() for future in done]
+            bar.update(len(done))
+    bar.close()
+    return rows
+
+
+class _Writer:
+    """Files and manifest row of one sample."""
+
+    def __init__(self, model, request: SampleRequest, matrix):
+        self.model, self.request, self.matrix = model, request, tuple(matrix)
+        sampler = model.info["sampler"]
+        self.steps = request.steps or sampler["steps"]
+        self.guidance_scale = sampler["guidance_scale"] if request.guidance_scale is None else request.guidance_scale
+        self.solver = request.solver or sampler["solver"]
+        self.spacing = model.output_spacing_mm(self.matrix)
+        tracers = model.info.get("data", {}).get("tracers", [])
+        self.tracer = tracers[0] if len(tracers) == 1 else None
+        self.folder = request.out / folder_name(request.condition, request.grade)
+
+    def paths(self, seed: int) -> dict:
+        suffix = {"dicom": ".dcm", "png": ".png"}
+        return {fmt: self.folder / f"{seed:06d}{suffix[fmt]}" for fmt in ("dicom",) + tuple(
+            f for f in self.request.formats if f != "dicom")}
+
+    def complete(self, seed: int) -> bool:
+        paths = self.paths(seed)
+        return all(paths[f].is_file() for f in self.request.formats) and paths["dicom"].is_file()
+
+    def provenance(self, seed: int, class_id: int) -> dict:
+        labels = labels_for(class_id)
+        return {"model": self.model.hash, "seed": seed, "condition": labels["condition"],
+                "amyloid_grade": labels["amyloid_grade"], "guidance_scale": self.guidance_scale,
+                "steps": self.steps, "solver": self.solver}
+
+    def write(self, seed: int, class_id: int, expected: np.ndarray, rng: np.random.Generator) -> dict:
+        from synthscan.io.dicom import write_scan
+        from synthscan.model.counts import poisson_continuous
+        from synthscan.render import save_png
+        from synthscan.scan import Scan
+
+        scan = Scan(poisson_continuous(expected, rng), self.spacing, self.model.views)
+        paths = self.paths(seed)
+        ident = study_id(self.model.hash, self.request.condition, self.request.grade, seed)
+        meta = {"patient_id": ident, "patient_name": "SYNTHETIC", "synthetic": self.provenance(seed, class_id),
+                "series_description": "WB ANT/POST" if len(scan.views) == 2 else f"WB {scan.views[0][:4].upper()}"}
+        if self.tracer:
+            meta["tracer"] = self.tracer
+        if "png" in self.request.formats:
+            save_png(scan, paths["png"])
+        write_scan(paths["dicom"], scan, meta)  # always written, last: it marks the sample complete
+        return self._row(seed, class_id, scan.total_counts)
+
+    def row_from_file(self, seed: int) -> dict:
+        import pydicom
+
+        header = pydicom.dcmread(self.paths(seed)["dicom"], stop_before_pixels=True)
+        comments = dict(part.split("=", 1) for part in str(header.get("ImageComments", "")).split("; ")[1:]
+                        if "=" in part)
+        class_id = class_for(comments.get("condition", self.request.condition),
+                             int(comments["amyloid_grade"]) if comments.get("condition") == "amyloidosis" else None)
+        return self._row(seed, class_id, float(header.get("CountsAccumulated", 0)))
+
+    def _row(self, seed: int, class_id: int, total_counts: float) -> dict:
+        ident = study_id(self.model.hash, self.request.condition, self.request.grade, seed)
+        labels = labels_for(class_id)
+        return {"study_id": ident, "patient_id": ident, "site": "synthetic", "tracer": self.tracer,
+                "path": str(self.paths(seed)["dicom"].relative_to(self.request.out)),
+                "views": "+".join(self.model.views), "rows": self.matrix[0], "cols": self.matrix[1],
+                "pixel_spacing_mm": round(self.spacing[0], 4), "total_counts": total_counts,
+                "metastasis": labels["metastasis"], "amyloid_grade": labels["amyloid_grade"], "synthetic": 1,
+                "source": self.model.hash, "seed": seed, "condition": labels["condition"],
+                "guidance_scale": self.guidance_scale, "steps": self.steps, "solver": self.solver}
+
+
+def _merge_manifest(out: Path, existing: pd.DataFrame | None, parts: int) -> None:
+    from synthscan.io.manifest import write_manifest
+
+    frames = [] if existing is None else [existing]
+    new = []
+    for rank in range(parts):
+        part = out / f".manifest-part-{rank}.csv"
+        if part.is_file():
+            new.append(pd.read_csv(part, dtype=str, keep_default_na=False, na_values=[""]))
+    if new:
+        added = pd.concat(new, ignore_index=True)
+        if existing is not None:
+            frames = [existing[~existing["study_id"].isin(added["study_id"])]]
+        frames.append(added)
+    frame = pd.concat(frames, ignore_index=True) if frames else None
+    if frame is not None:
+        frame = frame.sort_values(["condition", "study_id"], kind="stable").reset_index(drop=True)
+        write_manifest(frame, out / "manifest.csv")
+    for rank in range(parts):
+        (out / f".manifest-part-{rank}.csv").unlink(missing_ok=True)
+
+
+def _contact_sheet(out: Path) -> None:
+    from synthscan.io.dicom import read_scan
+    from synthscan.io.manifest import read_manifest, scan_path
+    from synthscan.render import contact_sheet
+
+    frame = read_manifest(out / "manifest.csv")
+    frame = frame.groupby("condition", sort=True, group_keys=False).head(
+        max(1, CONTACT_SHEET_SCANS // max(1, frame["condition"].nunique()))).head(CONTACT_SHEET_SCANS)
+    scans, captions = [], []
+    for index, row in frame.iterrows():
+        scans.append(read_scan(scan_path(frame, index), views=tuple(str(row["views"]).split("+"))))
+        grade = row["amyloid_grade"]
+        label = row["condition"] + (f" g{grade}" if row["condition"] == "amyloidosis" else "")
+        captions.append(f"{row['study_id'][-16:]}\n{label} | synthetic")
+    contact_sheet(scans, captions, out=out / "contact_sheet.png", columns=8)
