@@ -12,9 +12,10 @@ from synthscan import __version__
 from synthscan.commands import show
 from synthscan.commands import reader_study
 from synthscan.commands import survival
+from synthscan.commands import train, sample
 from synthscan.errors import BadInputError
 
-COMMANDS = [show, survival, reader_study]
+COMMANDS = [show, survival, reader_study, train, sample]
 
 
 class _Parser(argparse.ArgumentParser):
