@@ -13,9 +13,10 @@ from synthscan.commands import show
 from synthscan.commands import reader_study
 from synthscan.commands import survival
 from synthscan.commands import train, sample
+from synthscan.commands import ingest
 from synthscan.errors import BadInputError
 
-COMMANDS = [show, survival, reader_study, train, sample]
+COMMANDS = [show, survival, reader_study, train, sample, ingest]
 
 
 class _Parser(argparse.ArgumentParser):

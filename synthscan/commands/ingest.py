@@ -1,0 +1,39 @@
+"""``synthscan ingest``: a DICOM archive -> de-identified canonical store + manifest (see synthscan/ingest.py)."""
+
+from __future__ import annotations
+
+from synthscan.scan import VIEW_SETS
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "ingest", help="de-identify a DICOM archive into NM multi-frame files and a manifest",
+        description="Walk SRC, group NM files into studies by StudyInstanceUID, de-identify (PS3.15 Basic "
+                    "Profile) and write OUT/manifest.csv and OUT/dicom/. Rerun on the same OUT to add studies.")
+    parser.add_argument("source", metavar="SRC", help="folder of DICOM files (searched recursively) or one file")
+    parser.add_argument("--out", required=True, help="output folder (created; an earlier ingest output is extended)")
+    parser.add_argument("--labels", help="CSV keyed by study_instance_uid (or accession_number) with labels: "
+                                         "site, tracer, metastasis, amyloid_grade, lesion_count, time_days, event")
+    parser.add_argument("--key", help="secret project key file (created when missing; keep it outside OUT to share "
+                                      "OUT); default OUT/deid.key")
+    parser.add_argument("--views", choices=sorted(VIEW_SETS), default="anterior+posterior",
+                        help="views each study must have (single-view mode: anterior or posterior)")
+    parser.add_argument("--site", help="site name written in every manifest row (a labels 'site' column wins)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip bad files and list them in OUT/rejects.csv instead of stopping")
+    parser.add_argument("--posterior-mirrored", action="store_true",
+                        help="the archive stores posterior views already mirrored to the front")
+    parser.add_argument("--allow-burned-in", action="store_true",
+                        help="accept images marked BurnedInAnnotation=YES (check them for identifying text)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from synthscan.ingest import ingest
+
+    result = ingest(args.source, args.out, labels=args.labels, key_path=args.key, views=VIEW_SETS[args.views],
+                    skip_bad=args.skip_bad, allow_burned_in=args.allow_burned_in,
+                    posterior_mirrored=args.posterior_mirrored, site=args.site)
+    skipped = f", {result.n_rejected_files} file(s) skipped (rejects.csv)" if args.skip_bad else ""
+    print(f"ingested {result.n_new} new of {result.n_studies} studies{skipped} -> {result.manifest}")
+    return 0
