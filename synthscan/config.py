@@ -168,21 +168,17 @@ def _coerce(value: Any, kind, where: str):
 
 def merge(config, overrides: dict, source: str = "config"):
     """A copy of a config dataclass with a nested dict of overrides applied; unknown keys raise."""
-    hints = get_type_hints(type(config))
-    names = {f.name for f in fields(config)}
-    changes = {}
-    for key, value in overrides.items():
-        where = f"{source}: {key}"
-        if key not in names:
-            raise BadInputError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
-        current = getattr(config, key)
-        if is_dataclass(current):
-            if not isinstance(value, dict):
-                raise BadInputError(f"{where}: expected a [{key}] table, got {value!r}")
-            changes[key] = merge(current, value, f"{source}: {key}")
-        else:
-            changes[key] = _coerce(value, hints[key], where)
-    return dataclasses.replace(config, **changes)
+    _check_keys(type(config), overrides, source)
+    return _build(type(config), deep_update(to_dict(config), overrides), source)
+
+
+def _build(kind, table: dict, source: str):
+    hints = get_type_hints(kind)
+    values = {}
+    for key, value in table.items():
+        values[key] = (_build(hints[key], value, f"{source}: {key}") if is_dataclass(hints[key])
+                       else _coerce(value, hints[key], f"{source}: {key}"))
+    return kind(**values)
 
 
 def read_toml(path) -> dict:
@@ -214,15 +210,44 @@ def parse_set(assignments) -> dict:
     return nested
 
 
-def load_config(recipe=None, config=None, overrides=None) -> TrainConfig:
-    """Defaults < recipe TOML < config TOML < ``overrides`` (a nested dict, e.g. from :func:`parse_set`)."""
-    result = TrainConfig()
-    for path in (recipe, config):
-        if path is not None:
-            result = merge(result, read_toml(path), str(path))
-    if overrides:
-        result = merge(result, overrides, "--set")
+def deep_update(base: dict, overrides: dict) -> dict:
+    """A copy of nested dict ``base`` with ``overrides`` applied key by key."""
+    result = dict(base)
+    for key, value in overrides.items():
+        result[key] = deep_update(result[key], value) if isinstance(value, dict) and isinstance(
+            result.get(key), dict) else value
     return result
+
+
+def load_config(recipe=None, config=None, overrides=None) -> TrainConfig:
+    """Defaults < recipe TOML < config TOML < ``overrides`` (a nested dict, e.g. from :func:`parse_set`).
+
+    Every layer is checked on its own (so an error names its file), then the layers are combined and
+    validated once (a recipe may set a value that only the next layer makes consistent).
+    """
+    layers = [(read_toml(path), str(path)) for path in (recipe, config) if path is not None]
+    if overrides:
+        layers.append((overrides, "--set"))
+    combined: dict = {}
+    for table, source in layers:
+        _check_keys(TrainConfig, table, source)
+        combined = deep_update(combined, table)
+    return merge(TrainConfig(), combined, "config")
+
+
+def _check_keys(kind, table: dict, source: str) -> None:
+    hints = get_type_hints(kind)
+    names = {f.name for f in fields(kind)}
+    for key, value in table.items():
+        where = f"{source}: {key}"
+        if key not in names:
+            raise BadInputError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
+        if is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise BadInputError(f"{where}: expected a [{key}] table, got {value!r}")
+            _check_keys(hints[key], value, f"{source}: {key}")
+        else:
+            _coerce(value, hints[key], where)
 
 
 def to_dict(config) -> dict:

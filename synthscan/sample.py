@@ -122,7 +122,7 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
     model = SynthscanModel.from_pretrained(DEFAULT_MODEL if model_dir is None else model_dir)
     matrix = tuple(request.matrix or model.info["matrix"])
     existing = _check_out_folder(request.out, model.hash)
-    state = PartialState()
+    state = PartialState(cpu=True)  # sampling runs on CPU; cpu=True also lets torchrun start gloo processes
     seeds = list(range(request.seed + state.process_index, request.seed + request.n, state.num_processes))
     if state.num_processes > 1:
         torch.set_num_threads(max(1, torch.get_num_threads()))

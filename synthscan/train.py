@@ -225,7 +225,8 @@ def _make_accelerator(config: TrainConfig, stage):
     precision = config.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() else "no"
-    return Accelerator(gradient_accumulation_steps=stage.gradient_accumulation_steps, mixed_precision=precision)
+    return Accelerator(gradient_accumulation_steps=stage.gradient_accumulation_steps, mixed_precision=precision,
+                       cpu=not torch.cuda.is_available())  # cpu=True lets torchrun start gloo CPU processes
 
 
 def train_stage(run: Run, name: str, model: torch.nn.Module, loss_fn, n_items: int, progress: bool = True):
@@ -254,8 +255,8 @@ def train_stage(run: Run, name: str, model: torch.nn.Module, loss_fn, n_items: i
         start = int(existing[-1].name.split("-")[1])
         if accelerator.is_main_process:
             run.truncate_loss(name, start - 1)
-    bar = tqdm(total=stage.steps, initial=start, desc=f"training {name}", unit="step",
-               disable=not (progress and accelerator.is_main_process))
+    bar = tqdm(total=stage.steps, initial=start, desc=f"training {name}", unit="step", mininterval=0, miniters=1,
+               disable=not (progress and accelerator.is_main_process))  # every step shown: steps take >= ms
     pending, began = [], time.time()
     model.train()
     for step in range(start, stage.steps):
@@ -361,7 +362,7 @@ def denoiser_loss(latents: torch.Tensor, class_ids: torch.Tensor, config: TrainC
         drop = torch.rand(len(indices), generator=generator) < settings.condition_dropout
         labels[drop] = NULL_CLASS
         return edm_loss(model, latents[index].to(device), labels.to(device), settings.p_mean, settings.p_std,
-                        generator)
+                        settings.sigma_data, generator)
 
     return loss_fn
 
@@ -371,18 +372,21 @@ def encode_all(autoencoder, images: torch.Tensor, batch_size: int = 64) -> torch
     return torch.cat([autoencoder.encode(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path:
-    """Train (or resume, or find finished) the generator of ``manifest`` into run folder ``out``."""
+def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | None:
+    """Train (or resume, or find finished) the generator of ``manifest`` into run folder ``out``.
+
+    Returns the run folder on the main process and None on the others.
+    """
     from accelerate import PartialState
     from safetensors.torch import load_file, save_file
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     run = Run(out, config)
     run.check_config()
     if (run.folder / "model.safetensors").is_file():
         if state.is_main_process:
             print(f"{run.folder} already holds a trained model (config.json, model.safetensors)")
-        return run.folder
+        return run.folder if state.is_main_process else None
     if state.is_main_process:
         run.folder.mkdir(parents=True, exist_ok=True)
         write_text(run.folder / "config.toml", to_toml(config))
@@ -430,7 +434,7 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path:
         plot_losses(run.folder)
         model.save_pretrained(run.folder, config.save_dtype)
     state.wait_for_everyone()
-    return run.folder
+    return run.folder if state.is_main_process else None
 
 
 def _write_run_log(run: Run, log: dict) -> None:

@@ -28,5 +28,6 @@ def run(args) -> int:
         overrides["seed"] = args.seed
     config = load_config(args.recipe, args.config, overrides)
     folder = train(Path(args.data), Path(args.out), config, progress=not args.quiet)
-    print(f"model in {folder} (config.json, model.safetensors); losses in {folder / 'loss.png'}")
+    if folder is not None:  # main process only
+        print(f"model in {folder} (config.json, model.safetensors); losses in {folder / 'loss.png'}")
     return 0

@@ -60,14 +60,17 @@ class EDMDenoiser(nn.Module):
         return c_skip * x + c_out * out.to(torch.float32)
 
 
-def edm_loss(denoiser: EDMDenoiser, latents: torch.Tensor, class_labels: torch.Tensor, p_mean: float,
-             p_std: float, generator: torch.Generator) -> torch.Tensor:
-    """The weighted denoising loss (eq. 8) with noise levels and noise drawn from ``generator``."""
+def edm_loss(denoiser, latents: torch.Tensor, class_labels: torch.Tensor, p_mean: float, p_std: float,
+             sigma_data: float, generator: torch.Generator) -> torch.Tensor:
+    """The weighted denoising loss (eq. 8) with noise levels and noise drawn from ``generator``.
+
+    ``denoiser`` is an :class:`EDMDenoiser`, possibly wrapped (DDP), hence ``sigma_data`` is passed.
+    """
     n = latents.shape[0]
     log_sigma = torch.randn(n, generator=generator) * p_std + p_mean
     noise = torch.randn(latents.shape, generator=generator)
     sigma = log_sigma.exp().to(latents.device)
-    sd = denoiser.sigma_data
+    sd = sigma_data
     weight = (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2
     noisy = latents + noise.to(latents.device) * sigma.reshape(-1, 1, 1, 1)
     denoised = denoiser(noisy, sigma, class_labels)
