@@ -61,7 +61,9 @@ def cohen_kappa(labels, predicted, weights: str | None = None, level: float = 0.
     estimate = float(cohen_kappa_score(labels, predicted, weights=weights, labels=classes))
     table = confusion_matrix(labels, predicted, labels=classes)
     # statsmodels weighs disagreement by class position, |i - j| or (i - j)^2, as scikit-learn does
-    se = float(cohens_kappa(table, wt=weights)["std_kappa"])
+    with np.errstate(invalid="ignore"):  # perfect agreement: variance a rounding error below zero
+        variance = float(cohens_kappa(table, wt=weights)["var_kappa"])
+    se = float(np.sqrt(max(variance, 0.0)))
     half = z_value(level) * se
     return Agreement(estimate, max(-1.0, estimate - half), min(1.0, estimate + half), se, len(labels), weights,
                      level)
