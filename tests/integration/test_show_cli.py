@@ -1,7 +1,7 @@
 import pandas as pd
 from PIL import Image
 
-from conftest import make_scan
+from factories import make_scan
 from synthscan.cli import main
 from synthscan.io.dicom import write_scan
 from synthscan.io.manifest import write_manifest
