@@ -160,13 +160,14 @@ class Deidentifier:
         return self._uids[uid]
 
     def _pseudonym(self, prefix: str, purpose: str, original: str) -> str:
-        for attempt in range(100):  # never let a pseudonym contain the original (short ids, by chance)
-            candidate = f"{prefix}-{self._digest(purpose, f'{attempt}:{original}').hex()[:16]}"
-            if not original or original.lower() not in candidate.lower():
-                return candidate
-        raise AssertionError("unreachable: no pseudonym free of the original")
+        for attempt in range(1000):  # never let the digits contain the original (short numeric ids, by chance)
+            digits = self._digest(purpose, f"{attempt}:{original}").hex()[:16]
+            if not any(part.lower() in digits for part in original.split(":") if part):
+                return f"{prefix}-{digits}"
+        raise AssertionError("unreachable: 1000 digests all contain the original")
 
     def patient_pseudonym(self, patient: str) -> str:
+        """``patient`` is :func:`patient_key` of a dataset (issuer and PatientID, ...)."""
         return self._pseudonym("p", "patient", patient)
 
     def study_pseudonym(self, study_instance_uid: str) -> str:
