@@ -10,7 +10,8 @@ fresh by ``write_scan`` from the de-identified attributes of :func:`synthscan.io
 Output folder:
 - ``deid.key``: the secret project key, created on the first run unless ``key_path`` names one elsewhere.
   It is the only file in ``OUT`` that must not be shared (with it, guessed identifiers can be confirmed).
-- ``ingest.json``: the run record (tool version, key fingerprint): no path, no identifier.
+- ``ingest.json``: the run record (tool version, key fingerprint, keyed accession-number pseudonyms of the
+  studies, so that a later run can match labels rows by accession number): no path, no identifier.
 - ``rejects.csv`` (``skip_bad``): one row per skipped file: ``file`` is a keyed reference ``f-<hex>`` of its
   path below ``SRC`` (folder and file names in PACS exports often hold patient names), ``reason`` is
   synthscan's own message with file names and foreign error texts removed. The real paths are printed to
@@ -176,7 +177,7 @@ def _text(value) -> str:
 
 
 def _attach_labels(frame: pd.DataFrame, path: Path, studies: dict[str, _Study], deid: Deidentifier,
-                   old_rows: dict, reject, rejected_uids: set, skip_bad: bool) -> None:
+                   old_rows: dict, old_accessions: dict, reject, rejected_uids: set, skip_bad: bool) -> None:
     """Give each study its labels row: by StudyInstanceUID, else AccessionNumber. Every row must match a
     study (of this run, a rejected file, or an earlier run into the same folder) and every study a row."""
     by_accession: dict[str, list[_Study]] = {}
@@ -202,6 +203,10 @@ def _attach_labels(frame: pd.DataFrame, path: Path, studies: dict[str, _Study], 
                 raise BadInputError(f"row {line}: accession_number matches {len(matches)} studies; "
                                     "use study_instance_uid", path)
             target = matches[0] if matches else None
+            earlier = old_accessions.get(deid.accession_pseudonym(accession))
+            if target is None and earlier in old_rows:  # ingested by an earlier run
+                old_rows[earlier].update({c: labels.get(c, pd.NA) for c in columns})
+                continue
         else:
             raise BadInputError(f"row {line}: neither study_instance_uid nor accession_number given", path)
         if target is None:  # the value itself is not echoed: it is an identifier
@@ -272,10 +277,10 @@ def _resume_staging(out: Path):
     try:
         yield staging
         for file in sorted(staging.rglob("*")):
-            if file.is_file():
-                target = out / file.relative_to(staging)
+            target = out / file.relative_to(staging)
+            if file.is_file() and not (target.is_file() and target.read_bytes() == file.read_bytes()):
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(file, target)
+                os.replace(file, target)  # unchanged files keep their bytes and times: reruns are idempotent
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -292,7 +297,7 @@ def _open_out(out: Path, key_path):
         if out.exists():
             out.rmdir()  # an empty folder: start afresh (atomic_dir renames a new one into place)
         key = load_or_create_key(key_path) if key_path else None
-        return key, True, {}
+        return key, True, {}, {}
     record_path = out / RECORD_FILE
     if not record_path.is_file():
         raise BadInputError(f"output folder exists but holds no {RECORD_FILE}: not made by synthscan ingest", out)
@@ -310,7 +315,7 @@ def _open_out(out: Path, key_path):
         for _, row in frame.iterrows():
             if (out / str(row["path"])).is_file():
                 old[row["study_id"]] = {k: (pd.NA if pd.isna(v) else v) for k, v in row.items()}
-    return key, False, old
+    return key, False, old, dict(record.get("accession_pseudonyms", {}))
 
 
 # ----------------------------------------------------------------------------------------------- ingest
@@ -326,7 +331,7 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
     source, out = Path(source), Path(out)
     files = _files(source, out)
     labels_frame = _read_labels(Path(labels)) if labels is not None else None
-    key, fresh, old_rows = _open_out(out, key_path)
+    key, fresh, old_rows, accessions = _open_out(out, key_path)
     with warnings.catch_warnings(), _staging(out, fresh) as staging:
         warnings.simplefilter("ignore")  # pydicom warnings quote attribute values: keep them off the log
         if key is None:
@@ -336,7 +341,8 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
         rejected_uids: set[str] = set()
         studies = _group(files, deid, allow_burned_in, reject, rejected_uids)
         if labels_frame is not None:
-            _attach_labels(labels_frame, Path(labels), studies, deid, old_rows, reject, rejected_uids, skip_bad)
+            _attach_labels(labels_frame, Path(labels), studies, deid, old_rows, accessions, reject, rejected_uids,
+                           skip_bad)
         rows = dict(old_rows)
         new = 0
         for study in tqdm(list(studies.values()), desc="ingest", unit="study", disable=not progress or None,
@@ -355,6 +361,8 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
             relative = f"{DICOM_FOLDER}/{patient_id}/{study_id}.dcm"
             write_scan(staging / relative, scan, study.meta)
             rows[study_id] = _manifest_row(study, study_id, relative, scan, site)
+            if study.accession:
+                accessions[deid.accession_pseudonym(study.accession)] = study_id
             new += 1
         if not rows:
             raise BadInputError("no study could be ingested (all files rejected)", source)
@@ -365,6 +373,7 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
         write_text(staging / RECORD_FILE, json.dumps({
             "tool": "synthscan ingest", "version": __version__, "key_fingerprint": key_fingerprint(key),
             "deidentification": "PS3.15 Basic Profile + Clean Descriptors, Modified Dates, Patient Characteristics",
+            "accession_pseudonyms": dict(sorted(accessions.items())),
         }, indent=2) + "\n")
         n_rejected = len(reject.rows)
     return IngestResult(out / manifest.name, len(rows), new, n_rejected)

@@ -173,6 +173,9 @@ class Deidentifier:
     def study_pseudonym(self, study_instance_uid: str) -> str:
         return self._pseudonym("s", "study", study_instance_uid)
 
+    def accession_pseudonym(self, accession_number: str) -> str:
+        return self._pseudonym("a", "accession", accession_number)
+
     def shift_days(self, patient: str) -> int:
         low, high = SHIFT_DAYS
         return low + int.from_bytes(self._digest("date shift", patient)[:8], "big") % (high - low)
