@@ -14,9 +14,10 @@ from synthscan.commands import reader_study
 from synthscan.commands import survival
 from synthscan.commands import train, sample
 from synthscan.commands import ingest
+from synthscan.commands import audit
 from synthscan.errors import BadInputError
 
-COMMANDS = [show, survival, reader_study, train, sample, ingest]
+COMMANDS = [show, survival, reader_study, train, sample, ingest, audit]
 
 
 class _Parser(argparse.ArgumentParser):
