@@ -33,7 +33,7 @@ __all__ = [
     "AUCResult", "AUCComparison", "Threshold", "DiagnosticMetrics", "Proportion", "Calibration", "Agreement",
     "auc", "delong_auc", "bootstrap_auc", "auc_ci", "hanley_mcneil_se", "delong_test", "wilson_interval",
     "roc_points", "choose_threshold", "diagnostic_metrics", "calibration", "reliability_diagram", "accuracy",
-    "cohen_kappa", "age_band", "subgroup_aucs", "holm", "format_p", "binary_inputs",
+    "cohen_kappa", "age_band", "subgroup_aucs", "auc_row", "holm", "format_p", "binary_inputs",
 ]
 
 
@@ -318,15 +318,23 @@ def subgroup_aucs(frame: pd.DataFrame, by, label: str = "label", score: str = "s
 
 
 def _subgroup_row(key: dict, part: pd.DataFrame, label, score, method, level, n_resamples, seed) -> dict:
-    labels = part[label].to_numpy(dtype=float)
-    row = dict(key, n=len(part), n_positive=int((labels == 1).sum()), n_negative=int((labels == 0).sum()),
+    return dict(key, **auc_row(part[label], part[score], method, level, n_resamples, seed))
+
+
+def auc_row(labels, scores, method: str = "delong", level: float = 0.95, n_resamples: int = 2000,
+            seed=0) -> dict:
+    """One table row: n, n_positive, n_negative, auc, ci_low, ci_high, note. Never raises for a one-class set
+    (or one too small for a CI): the undefined cells are blank (pd.NA) and ``note`` says why."""
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    row = dict(n=len(labels), n_positive=int((labels == 1).sum()), n_negative=int((labels == 0).sum()),
                auc=pd.NA, ci_low=pd.NA, ci_high=pd.NA, note="")
     try:
-        result = auc_ci(labels, part[score].to_numpy(), method, level, n_resamples, seed)
+        result = auc_ci(labels, scores, method, level, n_resamples, seed)
     except BadInputError as error:
         row["note"] = str(error)
         if "at least 2" in row["note"]:  # defined, but too few cases for a CI
-            row["auc"] = auc(labels, part[score].to_numpy())
+            row["auc"] = auc(labels, scores)
         return row
     row.update(auc=result.estimate, ci_low=result.ci_low, ci_high=result.ci_high)
     return row
