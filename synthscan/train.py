@@ -380,9 +380,12 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
     from accelerate import PartialState
     from safetensors.torch import load_file, save_file
 
+    from synthscan.io.manifest import read_manifest
+
     state = PartialState(cpu=not torch.cuda.is_available())
     run = Run(out, config)
     run.check_config()
+    read_manifest(manifest, required=REQUIRED_COLUMNS)  # bad input is refused before anything is written
     if (run.folder / "model.safetensors").is_file():
         if state.is_main_process:
             print(f"{run.folder} already holds a trained model (config.json, model.safetensors)")

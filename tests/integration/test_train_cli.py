@@ -1,0 +1,124 @@
+"""``synthscan train`` end to end on a toy cohort: resume after kill -9 is bitwise, two real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
+
+from synthscan.io.dicom import write_scan
+from synthscan.io.manifest import write_manifest
+from synthscan.scan import Scan
+
+RECIPE = Path(__file__).parents[2] / "recipes" / "smoke.toml"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def toy_cohort(folder: Path, n: int = 18, rows: int = 64, cols: int = 16, seed: int = 0) -> Path:
+    """Scans with a body, a hot spot (metastasis) or a heart blob (amyloid grade 3); DICOM + manifest."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        kind = i % 3
+        expected = np.full((2, rows, cols), 0.2)
+        expected[:, 4:rows - 4, 4:cols - 4] += 8.0
+        if kind == 1:
+            r, c = rng.integers(8, rows - 8), rng.integers(5, cols - 5)
+            expected[:, r - 1:r + 2, c - 1:c + 2] += 60
+        if kind == 2:
+            expected[0, rows // 4: rows // 4 + 6, cols // 2: cols // 2 + 5] += 40
+        scan = Scan(rng.poisson(expected * rng.uniform(0.7, 1.3)).astype(np.float32), (9.6, 9.6))
+        write_scan(folder / f"s{i:03d}.dcm", scan, {"patient_id": f"P{i:03d}"})
+        records.append(dict(study_id=f"S{i:03d}", patient_id=f"P{i:03d}", site="toy", tracer="DPD",
+                            path=f"s{i:03d}.dcm", views="anterior+posterior", rows=rows, cols=cols,
+                            pixel_spacing_mm=9.6, total_counts=scan.total_counts, metastasis=int(kind == 1),
+                            amyloid_grade=3 if kind == 2 else 0))
+    return write_manifest(pd.DataFrame(records), folder / "manifest.csv")
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return toy_cohort(tmp_path_factory.mktemp("toy"))
+
+
+def _train_command(manifest, out, *extra):
+    return [sys.executable, "-m", "synthscan", "train", "--recipe", str(RECIPE), "--data", str(manifest),
+            "--out", str(out), "--set", "train_denoiser.steps=12", *extra]
+
+
+def _weights(folder: Path) -> dict:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_resume_after_kill_ends_bitwise_equal_to_an_uninterrupted_run(cohort, tmp_path):
+    uninterrupted = tmp_path / "uninterrupted"
+    subprocess.run(_train_command(cohort, uninterrupted, "--quiet"), check=True, env=ENV, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_train_command(cohort, killed), env=ENV, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL)
+    seen = b""
+    # checkpoint_every = 4: once the progress bar shows denoiser step 5, checkpoint 4 exists and one more step ran
+    while process.poll() is None:
+        seen += os.read(process.stderr.fileno(), 4096)
+        steps = [int(n) for n in re.findall(rb"training denoiser:[^\r\n]*?\| *(\d+)/12", seen)]
+        if steps and max(steps) >= 5:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert (killed / "checkpoints" / "denoiser" / "step-0000004").is_dir()
+    assert not (killed / "model.safetensors").exists()
+
+    subprocess.run(_train_command(cohort, killed, "--quiet"), check=True, env=ENV, capture_output=True)
+    expected, resumed = _weights(uninterrupted), _weights(killed)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert np.array_equal(expected[name], resumed[name]), name
+    log = (killed / "loss_denoiser.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in log[1:]] == list(range(12))  # no duplicated or missing steps
+    assert (killed / "loss.png").is_file() and (killed / "config.toml").is_file()
+    assert (killed / "checkpoints" / "denoiser" / "step-0000004" / "config.toml").is_file()
+
+
+def test_two_real_processes(cohort, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(29400 + os.getpid() % 500), "-m", "synthscan", "train", "--recipe", str(RECIPE), "--data",
+               str(cohort), "--out", str(out), "--quiet"]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    log = json.loads((out / "run.json").read_text())
+    assert log["num_processes"] == 2
+    assert all(stage["num_processes"] == 2 for stage in log["stages"].values())
+    from synthscan.model.pipeline import SynthscanModel
+
+    model = SynthscanModel.from_pretrained(out)
+    assert model.info["class_counts"]["metastasis"] == 6 and model.info["data"]["n_scans"] == 18
+
+
+def test_rerun_with_another_config_and_bad_manifests_are_refused(cohort, tmp_path):
+    from synthscan.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", str(RECIPE), "--data", str(cohort), "--out", str(out), "--quiet"]) == 0
+    assert main(["train", "--recipe", str(RECIPE), "--data", str(cohort), "--out", str(out), "--quiet",
+                 "--set", "seed=5"]) == 2
+    unlabelled = tmp_path / "unlabelled.csv"
+    pd.read_csv(cohort).drop(columns=["metastasis"]).to_csv(unlabelled, index=False)
+    assert main(["train", "--recipe", str(RECIPE), "--data", str(unlabelled), "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2
+    assert not (tmp_path / "x").exists()
+    assert main(["train", "--recipe", str(RECIPE), "--data", str(cohort), "--out", str(tmp_path / "y"),
+                 "--set", "train_denoiser.stepz=3"]) == 2

@@ -1,0 +1,144 @@
+"""synthscan.sample on a tiny random model: seeds, batch invariance, layout, manifest, resume, bad input."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthscan.errors import BadInputError
+from synthscan.io.dicom import read_scan
+from synthscan.io.manifest import read_manifest
+from synthscan.model.tiny import tiny_model
+from synthscan.sample import SampleRequest, sample
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_model(seed=1).save_pretrained(folder)
+    return folder
+
+
+def _counts(folder: Path, name: str, seed: int) -> np.ndarray:
+    return read_scan(folder / name / f"{seed:06d}.dcm").counts
+
+
+def test_same_seed_same_scan_whatever_the_batch_size(model_dir, tmp_path):
+    sample(SampleRequest("metastasis", 5, tmp_path / "b1", seed=10, batch_size=1), model_dir, progress=False)
+    sample(SampleRequest("metastasis", 5, tmp_path / "b4", seed=10, batch_size=4), model_dir, progress=False)
+    sample(SampleRequest("metastasis", 2, tmp_path / "tail", seed=13, batch_size=2), model_dir, progress=False)
+    for seed in range(10, 15):
+        a, b = _counts(tmp_path / "b1", "metastasis", seed), _counts(tmp_path / "b4", "metastasis", seed)
+        assert np.abs(a - b).max() <= 1
+        assert a.sum() > 0 and np.array_equal(a, np.round(a))
+    for seed in (13, 14):  # scan i of a run uses seed --seed + i
+        assert np.abs(_counts(tmp_path / "b1", "metastasis", seed) - _counts(tmp_path / "tail", "metastasis", seed)).max() <= 1
+    assert not np.array_equal(_counts(tmp_path / "b1", "metastasis", 10), _counts(tmp_path / "b1", "metastasis", 11))
+
+
+def test_layout_manifest_and_provenance(model_dir, tmp_path):
+    out = tmp_path / "out"
+    result = sample(SampleRequest("amyloidosis", 3, out, seed=7, grade=3, formats=("dicom", "png"), matrix=(128, 32)),
+                    model_dir, progress=False)
+    assert result.written == 3 and result.skipped == 0
+    files = sorted(p.name for p in (out / "amyloidosis-g3").iterdir())
+    assert files == ["000007.dcm", "000007.png", "000008.dcm", "000008.png", "000009.dcm", "000009.png"]
+    assert (out / "contact_sheet.png").is_file()
+    frame = read_manifest(out / "manifest.csv")
+    h8 = result.model_hash[:8]
+    assert frame["study_id"].tolist() == [f"syn-{h8}-amyloidosis-g3-{s:06d}" for s in (7, 8, 9)]
+    assert (frame["amyloid_grade"] == 3).all() and (frame["metastasis"] == 0).all()
+    assert (frame["synthetic"] == 1).all() and (frame["source"] == result.model_hash).all()
+    assert frame["seed"].tolist() == [7, 8, 9] and (frame["condition"] == "amyloidosis").all()
+    assert (frame["guidance_scale"] == 1.0).all() and (frame["steps"].astype(int) == 4).all()
+    assert (frame["rows"] == 128).all() and (frame["cols"] == 32).all()
+    scan = read_scan(out / frame["path"][0])
+    assert scan.shape == (128, 32) and scan.pixel_spacing_mm == pytest.approx((64 * 9.6 / 128, 16 * 9.6 / 32))
+    assert frame["total_counts"][0] == pytest.approx(scan.total_counts)
+    import pydicom
+
+    ds = pydicom.dcmread(out / frame["path"][0])
+    assert "DERIVED" in ds.ImageType and "SYNTHETIC" in ds.ImageComments and h8 in ds.ImageComments
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientID == frame["study_id"][0]
+
+
+def test_amyloidosis_without_grade_draws_grades_2_and_3(model_dir, tmp_path):
+    sample(SampleRequest("amyloidosis", 12, tmp_path, seed=0, batch_size=5), model_dir, progress=False)
+    frame = read_manifest(tmp_path / "manifest.csv")
+    assert set(frame["amyloid_grade"]) == {2, 3}  # tiny model: 3 grade-2 and 7 grade-3 training scans
+    assert all("-amyloidosis-0000" in s for s in frame["study_id"])
+
+
+def test_rerun_appends_unique_rows_and_resumes(model_dir, tmp_path):
+    sample(SampleRequest("normal", 3, tmp_path, seed=0), model_dir, progress=False)
+    first = _counts(tmp_path, "normal", 1)
+    (tmp_path / "normal" / "000001.dcm").unlink()  # as if the run had been killed before this scan
+    result = sample(SampleRequest("normal", 4, tmp_path, seed=0), model_dir, progress=False)
+    assert (result.written, result.skipped) == (2, 2)
+    assert np.abs(_counts(tmp_path, "normal", 1) - first).max() <= 1
+    sample(SampleRequest("metastasis", 2, tmp_path, seed=0), model_dir, progress=False)
+    frame = read_manifest(tmp_path / "manifest.csv")
+    assert len(frame) == 6 and frame["study_id"].is_unique
+    assert sorted(frame["condition"].value_counts().items()) == [("metastasis", 2), ("normal", 4)]
+    assert not list(tmp_path.glob(".manifest-part-*"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(condition="tumour"), "unknown condition"),
+    (dict(condition="normal", grade=2), "applies to amyloidosis only"),
+    (dict(condition="amyloidosis", grade=4), "amyloid grade"),
+    (dict(n=0), "n must be >= 1"),
+    (dict(formats=("jpeg",)), "format"),
+    (dict(steps=0), "steps"),
+])
+def test_bad_requests_are_refused(kwargs, message, tmp_path):
+    arguments = dict(condition="normal", n=2, out=tmp_path / "out") | kwargs
+    with pytest.raises(BadInputError, match=message):
+        SampleRequest(**arguments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_model_and_foreign_output_folders_are_refused(model_dir, tmp_path):
+    with pytest.raises(BadInputError, match="not a synthscan model"):
+        sample(SampleRequest("normal", 2, tmp_path / "out"), tmp_path, progress=False)
+    assert not (tmp_path / "out").exists()
+    other = tmp_path / "other-model"
+    tiny_model(seed=2).save_pretrained(other)
+    sample(SampleRequest("normal", 1, tmp_path / "out"), other, progress=False)
+    before = sorted(p.name for p in (tmp_path / "out").rglob("*"))
+    with pytest.raises(BadInputError, match="another model"):
+        sample(SampleRequest("normal", 2, tmp_path / "out"), model_dir, progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == before
+
+
+def test_single_view_model(tmp_path):
+    tiny_model(views=("anterior",)).save_pretrained(tmp_path / "model")
+    sample(SampleRequest("normal", 2, tmp_path / "out"), tmp_path / "model", progress=False)
+    frame = read_manifest(tmp_path / "out" / "manifest.csv")
+    assert (frame["views"] == "anterior").all()
+    assert read_scan(tmp_path / "out" / frame["path"][0], views=("anterior",)).counts.shape == (1, 64, 16)
+
+
+def test_sampling_code_never_touches_the_phantom_or_training_data():
+    """sample and the model package import nothing from synthscan.phantom or the training code."""
+    root = Path(__file__).parents[2] / "synthscan"
+    files = [root / "sample.py", root / "commands" / "sample.py", *sorted((root / "model").glob("*.py"))]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(("synthscan.phantom", "synthscan.train", "synthscan.io.manifest_")), (path, name)
+                assert "phantom" not in name, (path, name)
+
+
+def test_manifest_rows_carry_every_design_column(model_dir, tmp_path):
+    from synthscan.io.manifest import COLUMNS
+
+    sample(SampleRequest("normal", 1, tmp_path), model_dir, progress=False)
+    header = pd.read_csv(tmp_path / "manifest.csv", nrows=0).columns.tolist()
+    assert header[: len(COLUMNS)] == list(COLUMNS) and {"steps", "solver"} <= set(header)
