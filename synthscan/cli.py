@@ -15,9 +15,10 @@ from synthscan.commands import survival
 from synthscan.commands import train, sample
 from synthscan.commands import ingest
 from synthscan.commands import audit
+from synthscan.commands import mix
 from synthscan.errors import BadInputError
 
-COMMANDS = [show, survival, reader_study, train, sample, ingest, audit]
+COMMANDS = [show, survival, reader_study, train, sample, ingest, audit, mix]
 
 
 class _Parser(argparse.ArgumentParser):
