@@ -33,7 +33,7 @@ __all__ = [
     "AUCResult", "AUCComparison", "Threshold", "DiagnosticMetrics", "Proportion", "Calibration", "Agreement",
     "auc", "delong_auc", "bootstrap_auc", "auc_ci", "hanley_mcneil_se", "delong_test", "wilson_interval",
     "roc_points", "choose_threshold", "diagnostic_metrics", "calibration", "reliability_diagram", "accuracy",
-    "cohen_kappa", "age_band", "subgroup_aucs", "auc_row", "holm", "format_p", "binary_inputs",
+    "cohen_kappa", "age_band", "subgroup_aucs", "auc_row", "holm", "format_p", "p_text", "binary_inputs",
 ]
 
 
@@ -74,7 +74,7 @@ class AUCComparison:
     def summary(self) -> str:
         return (f"AUC {self.auc_b:.3f} vs {self.auc_a:.3f}: difference {self.estimate:+.3f} "
                 f"({percent(self.level)} CI {self.ci_low:+.3f} to {self.ci_high:+.3f}), DeLong z = {self.z:.2f}, "
-                f"p = {format_p(self.p_value)} ({self.n_positive} positive, {self.n_negative} negative)")
+                f"{p_text(self.p_value)} ({self.n_positive} positive, {self.n_negative} negative)")
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,16 @@ class DiagnosticMetrics:
 
 
 def format_p(p_value: float) -> str:
-    """p-values as reported in papers: three significant digits, '<0.0001' below that."""
+    """p-values as reported in papers: three significant digits, '<0.0001' below that, 'n/a' when blank."""
+    if not np.isfinite(p_value):
+        return "n/a"
     return "<0.0001" if p_value < 1e-4 else f"{p_value:.3g}"
+
+
+def p_text(p_value: float) -> str:
+    """'p = 0.0123' or 'p < 0.0001'."""
+    text = format_p(p_value)
+    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
 # ---------------------------------------------------------------------------------------------- checking

@@ -108,7 +108,8 @@ def test_delong_test_detects_a_better_score_and_not_a_copy(cohort, rng):
     noisy = scores + rng.normal(scale=1.5, size=len(scores))
     better = metrics.delong_test(labels, noisy, scores)
     assert better.estimate > 0.05 and better.p_value < 1e-4 and better.ci_low > 0
-    assert "p = <0.0001" in better.summary()
+    assert "p < 0.0001" in better.summary()
+    assert [metrics.p_text(p) for p in (0.0123456, 3e-5)] == ["p = 0.0123", "p < 0.0001"]
     same = metrics.delong_test(labels, scores, scores)
     assert same.estimate == 0 and same.p_value == 1.0
 
