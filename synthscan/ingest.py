@@ -322,11 +322,12 @@ def _open_out(out: Path, key_path):
 
 
 def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterior"), skip_bad=False,
-           allow_burned_in=False, posterior_mirrored=False, site=None, progress=True) -> IngestResult:
-    """Ingest ``source`` into ``out`` (see the module docstring); return where the manifest is."""
-    from tqdm import tqdm
+           allow_burned_in=False, posterior_mirrored=False, site=None, progress=True, workers=None) -> IngestResult:
+    """Ingest ``source`` into ``out`` (see the module docstring); return where the manifest is.
 
-    from synthscan.io.dicom import read_scan, write_scan
+    ``workers`` processes read and write the studies (default: the CPU count, at most 8; 1 = in process).
+    """
+    from tqdm import tqdm
 
     source, out = Path(source), Path(out)
     files = _files(source, out)
@@ -344,26 +345,28 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
             _attach_labels(labels_frame, Path(labels), studies, deid, old_rows, accessions, reject, rejected_uids,
                            skip_bad)
         rows = dict(old_rows)
-        new = 0
-        for study in tqdm(list(studies.values()), desc="ingest", unit="study", disable=not progress or None,
-                          file=sys.stderr):
+        todo = []
+        for study in studies.values():
             study_id = deid.study_pseudonym(study.uid)
-            if study_id in old_rows:
-                rows[study_id].update({c: study.labels.get(c, pd.NA) for c in LABEL_COLUMNS if labels_frame is not
-                                       None and c in labels_frame.columns})
-                continue
-            try:
-                scan = read_scan(study.files, views=views, posterior_mirrored=posterior_mirrored)
-            except BadInputError as error:
-                reject(study.files, error)
-                continue
-            patient_id = study.meta["patient_id"]
-            relative = f"{DICOM_FOLDER}/{patient_id}/{study_id}.dcm"
-            write_scan(staging / relative, scan, study.meta)
-            rows[study_id] = _manifest_row(study, study_id, relative, scan, site)
-            if study.accession:
-                accessions[deid.accession_pseudonym(study.accession)] = study_id
-            new += 1
+            if study_id in old_rows:  # ingested by an earlier run: keep the file, refresh the labels
+                if labels_frame is not None:
+                    rows[study_id].update({c: study.labels.get(c, pd.NA) for c in LABEL_COLUMNS
+                                           if c in labels_frame.columns})
+            else:
+                relative = f"{DICOM_FOLDER}/{study.meta['patient_id']}/{study_id}.dcm"
+                todo.append((study, study_id, relative))
+        tasks = [(s.files, tuple(views), posterior_mirrored, staging / r, s.meta) for s, _, r in todo]
+        with _mapper(workers, len(tasks)) as mapper:
+            results = tqdm(mapper(_convert, tasks), total=len(tasks), desc="ingest", unit="study", file=sys.stderr,
+                           disable=not progress or None)
+            for (study, study_id, relative), result in zip(todo, results):
+                if isinstance(result, BadInputError):
+                    reject(study.files, result)
+                    continue
+                rows[study_id] = _manifest_row(study, study_id, relative, result, site)
+                if study.accession:
+                    accessions[deid.accession_pseudonym(study.accession)] = study_id
+        new = len(rows) - len(old_rows)
         if not rows:
             raise BadInputError("no study could be ingested (all files rejected)", source)
         frame = pd.DataFrame(sorted(rows.values(), key=lambda r: (str(r["patient_id"]), str(r["study_id"]))))
@@ -379,15 +382,47 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
     return IngestResult(out / manifest.name, len(rows), new, n_rejected)
 
 
-def _manifest_row(study: _Study, study_id: str, relative: str, scan, site) -> dict:
+PARALLEL_FROM = 32  # fewer new studies than this are not worth starting processes for
+
+
+def _quiet():
+    warnings.simplefilter("ignore")
+
+
+@contextlib.contextmanager
+def _mapper(workers, n_tasks):
+    """``map`` in this process, or over worker processes (results in order)."""
+    workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
+    if workers <= 1 or n_tasks < PARALLEL_FROM:
+        yield map
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers, initializer=_quiet) as pool:
+        yield lambda function, tasks: pool.map(function, tasks, chunksize=4)
+
+
+def _convert(task):
+    """Read one study and write its canonical file; a summary for the manifest, or the BadInputError."""
+    from synthscan.io.dicom import read_scan, write_scan
+
+    files, views, posterior_mirrored, target, meta = task
+    try:
+        scan = read_scan(files, views=views, posterior_mirrored=posterior_mirrored)
+    except BadInputError as error:
+        return error
+    write_scan(target, scan, meta)
+    return {"views": views_key(scan.views), "rows": scan.shape[0], "cols": scan.shape[1],
+            "pixel_spacing_mm": scan.pixel_spacing_mm[0], "total_counts": scan.total_counts}
+
+
+def _manifest_row(study: _Study, study_id: str, relative: str, scan: dict, site) -> dict:
     meta = study.meta
     camera = " ".join(v for v in (meta.get("manufacturer"), meta.get("manufacturer_model"),
                                   meta.get("collimator")) if v)
     row = {
         "study_id": study_id, "patient_id": meta["patient_id"], "site": site, "tracer": meta.get("tracer"),
-        "camera": camera or None, "path": relative, "views": views_key(scan.views),
-        "rows": scan.shape[0], "cols": scan.shape[1], "pixel_spacing_mm": scan.pixel_spacing_mm[0],
-        "total_counts": scan.total_counts, "activity_mbq": meta.get("activity_mbq"),
+        "camera": camera or None, "path": relative, **scan, "activity_mbq": meta.get("activity_mbq"),
         "uptake_minutes": meta.get("uptake_minutes"), "age_years": meta.get("patient_age_years"),
         "sex": meta.get("patient_sex"), "synthetic": 0, "source": "real",
     }

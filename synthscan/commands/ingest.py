@@ -25,6 +25,8 @@ def register(subparsers):
                         help="the archive stores posterior views already mirrored to the front")
     parser.add_argument("--allow-burned-in", action="store_true",
                         help="accept images marked BurnedInAnnotation=YES (check them for identifying text)")
+    parser.add_argument("--workers", type=int, help="processes reading and writing studies (default: CPU count, "
+                                                    "at most 8; 1 = no extra processes)")
     parser.set_defaults(func=run)
 
 
@@ -33,7 +35,7 @@ def run(args) -> int:
 
     result = ingest(args.source, args.out, labels=args.labels, key_path=args.key, views=VIEW_SETS[args.views],
                     skip_bad=args.skip_bad, allow_burned_in=args.allow_burned_in,
-                    posterior_mirrored=args.posterior_mirrored, site=args.site)
+                    posterior_mirrored=args.posterior_mirrored, site=args.site, workers=args.workers)
     skipped = f", {result.n_rejected_files} file(s) skipped (rejects.csv)" if args.skip_bad else ""
     print(f"ingested {result.n_new} new of {result.n_studies} studies{skipped} -> {result.manifest}")
     return 0

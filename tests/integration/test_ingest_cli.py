@@ -287,3 +287,25 @@ def test_out_inside_source_is_not_ingested_again(archive, tmp_path):
     assert ingest(source, "--labels", labels, "--out", out) == 0
     assert ingest(source, "--labels", labels, "--out", out) == 0
     assert len(read_manifest(out / "manifest.csv")) == 3
+
+
+def test_worker_processes_give_the_same_store(tmp_path, scan_factory, monkeypatch):
+    import synthscan.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "PARALLEL_FROM", 2)
+    source = tmp_path / "archive"
+    source.mkdir()
+    for index in range(6):
+        (per_view if index % 2 else multi_frame)(source, f"s{index}" + ("" if index % 2 else ".dcm"),
+                                                 scan_factory(), identity(index, patient=f"MRN{index}"))
+    bad = multi_frame(source, "ct.dcm", scan_factory(), identity(9))
+    ds = pydicom.dcmread(bad)
+    ds.RescaleIntercept, ds.RescaleSlope = "-5000", "1"
+    ds.save_as(bad)
+    key = tmp_path / "project.key"
+    for workers in (1, 2):
+        assert ingest(source, "--out", tmp_path / f"out{workers}", "--key", key, "--workers", workers,
+                      "--skip-bad") == 0
+    one, two = snapshot(tmp_path / "out1"), snapshot(tmp_path / "out2")
+    assert {k: v[0] for k, v in one.items()} == {k: v[0] for k, v in two.items()}
+    assert len(read_manifest(tmp_path / "out2" / "manifest.csv")) == 6 and "negative" in one["rejects.csv"][0].decode()
