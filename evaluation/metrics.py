@@ -127,10 +127,12 @@ def p_text(p_value: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- checking
-def binary_inputs(labels, scores, what: str = "AUC") -> tuple[np.ndarray, np.ndarray]:
-    """Labels as booleans and scores as float64, checked: same length, 0/1 labels, finite scores, two classes."""
-    labels = np.asarray(labels, dtype=np.float64).ravel()
-    scores = np.asarray(scores, dtype=np.float64)
+def binary_inputs(labels, scores, what: str = "AUC", paired: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as booleans and scores as float64, checked: same length, 0/1 labels, finite scores, two classes.
+    Scores are one vector, or with ``paired`` a (k, N) array of k vectors on the same cases."""
+    labels, scores = _numbers(labels, "labels").ravel(), _numbers(scores, "scores")
+    if scores.ndim != (2 if paired else 1):
+        raise BadInputError(f"scores must be {'a (k, N) array' if paired else 'one vector'}, got shape {scores.shape}")
     if scores.shape[-1] != labels.shape[0]:
         raise BadInputError(f"{labels.shape[0]} labels but {scores.shape[-1]} scores")
     if np.isnan(labels).any() or not np.isin(labels, (0, 1)).all():
@@ -144,6 +146,13 @@ def binary_inputs(labels, scores, what: str = "AUC") -> tuple[np.ndarray, np.nda
         raise BadInputError(f"{what} undefined: test set has only one class (all {len(labels)} cases "
                             f"{only}, none {absent})")
     return positive, scores
+
+
+def _numbers(values, what: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{what} must be numbers") from None
 
 
 def _rng(seed) -> np.random.Generator:
@@ -205,11 +214,11 @@ def delong_test(labels, scores_a, scores_b, level: float = 0.95) -> AUCCompariso
 
     ``estimate`` and its CI are AUC_b - AUC_a; the p-value is two-sided.
     """
-    scores_a, scores_b = np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64)
+    scores_a, scores_b = _numbers(scores_a, "scores_a"), _numbers(scores_b, "scores_b")
     if scores_a.shape != scores_b.shape:
         raise BadInputError(f"paired DeLong test needs both score vectors on the same cases "
                             f"({scores_a.shape[0]} vs {scores_b.shape[0]} scores)")
-    positive, scores = binary_inputs(labels, np.vstack([scores_a, scores_b]))
+    positive, scores = binary_inputs(labels, np.vstack([scores_a, scores_b]), paired=True)
     aucs, s = delong_covariance(positive, scores)
     difference = float(aucs[1] - aucs[0])
     variance = float(s[0, 0] + s[1, 1] - 2 * s[0, 1])

@@ -1,6 +1,6 @@
 # Reference values from R's pROC package for evaluation/metrics.py (AUC, DeLong variance and CI, the paired
 # DeLong test, Youden thresholds) and from base R for the Wilson interval (prop.test without continuity
-# correction) and Holm's adjustment (p.adjust).
+# correction), Holm's adjustment (p.adjust) and the exact Wilcoxon signed-rank test (wilcox.test).
 #
 #   Rscript tests/reference/proc_reference.R [OUT_DIR]     (default: the folder of this script)
 #
@@ -87,6 +87,10 @@ for (case in list(c(81, 263), c(15, 148), c(0, 20), c(1, 29), c(29, 29))) {
   interval <- prop.test(case[1], case[2], correct = FALSE)$conf.int
   put("wilson", paste(case, collapse = "/"), "ci95", interval)
 }
+# Wilcoxon signed-rank test of paired AUC gains (exact: no zeros, no tied magnitudes), for evaluation/sites.py
+differences <- c(0.031, -0.012, 0.054, 0.023, 0.047, -0.018, 0.066, 0.009, 0.041, -0.005)
+put("wilcoxon", "differences", "input", differences)
+put("wilcoxon", "differences", "p_exact", wilcox.test(differences, exact = TRUE)$p.value)
 p_values <- c(0.01, 0.04, 0.03, 0.005, 0.2, 0.0001)
 put("holm", "p", "input", p_values)
 put("holm", "p", "adjusted", p.adjust(p_values, method = "holm"))

@@ -39,6 +39,9 @@ def test_single_class_in_paired_test_and_summaries_never_show_nan():
     ([0, 1, np.nan], [0.1, 0.2, 0.3], "labels must be 0 or 1"),
     ([0, 1, 1], [0.1, np.nan, 0.3], "scores must be finite"),
     ([0, 1, 1], [0.1, 0.2], "3 labels but 2 scores"),
+    (["no", "yes"], [0.1, 0.2], "labels must be numbers"),
+    ([0, 1], ["low", "high"], "scores must be numbers"),
+    ([0, 1, 0, 1], [[1, 2, 3, 4], [2, 3, 4, 5]], "one vector"),
 ])
 def test_bad_labels_and_scores(labels, scores, message):
     with pytest.raises(BadInputError, match=message):

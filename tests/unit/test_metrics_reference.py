@@ -1,6 +1,6 @@
 """evaluation/metrics.py against references that are not our code: R's pROC 1.18.0 and base R 4.2.2
 (tests/reference/proc_reference.csv, made by proc_reference.R), Hanley & McNeil (1982) Table 1, and
-Newcombe's (1998) Wilson intervals."""
+Newcombe's (1998) Wilson intervals; also the Wilcoxon test of evaluation/sites.py against R's wilcox.test."""
 
 import shutil
 import subprocess
@@ -112,6 +112,13 @@ def test_holm_matches_r_p_adjust():
     np.testing.assert_allclose(metrics.holm(p_values), r_value("holm", "p", "adjusted"), atol=1e-12)
     with_blank = metrics.holm(np.r_[p_values, np.nan])
     assert np.isnan(with_blank[-1]) and np.allclose(with_blank[:-1], r_value("holm", "p", "adjusted"))
+
+
+def test_wilcoxon_signed_rank_matches_r_wilcox_test():
+    from evaluation.sites import wilcoxon_p
+
+    differences = r_value("wilcoxon", "differences", "input")
+    assert wilcoxon_p(differences) == pytest.approx(r_value("wilcoxon", "differences", "p_exact")[0], abs=1e-12)
 
 
 # ----------------------------------------------------------------------------------------- rerun R (opt-in)
