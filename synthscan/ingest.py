@@ -332,7 +332,9 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
     source, out = Path(source), Path(out)
     files = _files(source, out)
     labels_frame = _read_labels(Path(labels)) if labels is not None else None
+    new_key = Path(key_path) if key_path and not Path(key_path).exists() else None
     key, fresh, old_rows, accessions = _open_out(out, key_path)
+    new_key = out / KEY_FILE if fresh and not key_path else new_key
     with warnings.catch_warnings(), _staging(out, fresh) as staging:
         warnings.simplefilter("ignore")  # pydicom warnings quote attribute values: keep them off the log
         if key is None:
@@ -379,6 +381,9 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
             "accession_pseudonyms": dict(sorted(accessions.items())),
         }, indent=2) + "\n")
         n_rejected = len(reject.rows)
+    if new_key is not None:
+        print(f"created the secret project key {new_key}: keep it (later runs into this folder need it) and do "
+              "not share it", file=sys.stderr)
     return IngestResult(out / manifest.name, len(rows), new, n_rejected)
 
 

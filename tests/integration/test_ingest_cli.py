@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import datetime
-import os
 
 import numpy as np
-import pandas as pd
 import pydicom
 import pytest
 
@@ -73,7 +71,9 @@ def test_ingest_writes_canonical_store_and_manifest(archive, tmp_path, capsys):
     source, labels, scans = archive
     out = tmp_path / "out"
     assert ingest(source, "--labels", labels, "--out", out, "--site", "vienna") == 0
-    assert "ingested 3 new of 3 studies" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "ingested 3 new of 3 studies" in captured.out
+    assert f"created the secret project key {out / 'deid.key'}" in captured.err
     frame = read_manifest(out / "manifest.csv")
     assert len(frame) == 3 and frame["study_id"].str.fullmatch(r"s-[0-9a-f]{16}").all()
     assert frame["patient_id"].nunique() == 2 and (frame["site"] == "vienna").all()

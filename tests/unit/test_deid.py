@@ -102,6 +102,15 @@ def test_dataset_deidentification(nm_file):
     assert np.array_equal(read_scan(out).counts, scan.counts)  # views still identified, counts exact
 
 
+def test_deidentified_nm_object_passes_dciodvfy(nm_file, dciodvfy):
+    from factories import dciodvfy_errors
+
+    path, _ = nm_file
+    out = path.parent / "clean.dcm"
+    deid.deidentify_dataset(pydicom.dcmread(path), KEY).save_as(out, enforce_file_format=True)
+    assert dciodvfy_errors(out) == []
+
+
 def test_burned_in_annotation_refused_unless_allowed(nm_file):
     path, _ = nm_file
     ds = pydicom.dcmread(path)
