@@ -3,14 +3,16 @@
 For every synthetic scan we find its nearest training scan in one or two spaces and compare that distance
 with the distances between *independent* real scans, which bound how close two different patients get.
 
-**Pixel space** (always). A scan is aligned before comparison (:func:`align_scan`): the body's extent along
-the body axis (head to feet, from the row profile of counts) is resampled to the rows of a small grid
-(default 2 x 128 x 32, area-weighted), the body's lateral centre of mass is moved to the middle column, the
-counts are normalised to a mean pixel of 1 and square-rooted (the variance-stabilising transform of Poisson
-counts, Anscombe 1948). Distance = 1 - normalised cross-correlation (NCC) of the two images, maximised over
-small residual translations (default +-2 grid rows, +-1 grid column) of the nearest candidates. The
-generator's canonical grid (synthscan/preprocess.py) keeps the whole field of view; this audit crops to the
-body instead, so that a copy shifted or stretched along the table is still found.
+**Pixel space** (always). A scan is aligned before comparison (:func:`align_scan`): registered along the
+body axis to the top of its body extent (head, from the row profile of counts), at a physical scale taken
+from the pixel spacing (a fixed 2000 x 600 mm window, so matrices and sites compare, and a copy that is
+shifted along the table or cropped at the feet still lines up), centred across on the body's lateral
+centre of mass, resampled (area-weighted) to a small grid (default 2 x 128 x 32), normalised to a mean
+pixel of 1 and square-rooted (the variance-stabilising transform of Poisson counts, Anscombe 1948).
+Distance = 1 - normalised cross-correlation (NCC) of the two images, maximised over small residual
+translations (default +-2 grid rows, +-1 grid column, about +-30 and +-19 mm) of the nearest candidates.
+The generator's canonical grid (synthscan/preprocess.py) keeps the whole field of view without
+registration; the audit registers instead, so that a copy moved on the table is still found.
 
 **Feature space** (optional): any function ``features(scans) -> (n, d) array`` (the generator's own encoder,
 synthscan/membership.py:encoder_features, or the fidelity judge passed in by the caller: synthscan does not
@@ -40,6 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from synthscan.errors import BadInputError
 from synthscan.scan import Scan
@@ -47,6 +50,8 @@ from synthscan.scan import Scan
 DEFAULT_GRID = (128, 32)
 DEFAULT_SHIFTS = tuple((dr, dc) for dr in range(-2, 3) for dc in range(-1, 2))
 DEFAULT_FALSE_POSITIVE_RATE = 0.01
+WINDOW_MM = (2000.0, 600.0)  # compared field: body axis from just above the head, and across the body
+HEAD_MARGIN_MM = 20.0
 BODY_FRACTION = 0.05  # a row belongs to the body when its smoothed counts exceed this share of the 95th pct
 CANDIDATES = 16  # nearest candidates per query re-ranked with translations
 PIXEL, FEATURES = "pixel", "features"
@@ -80,22 +85,25 @@ def area_matrix(n_in: int, n_out: int, start: float, stop: float) -> np.ndarray:
     return np.clip(overlap, 0, None) / ((stop - start) / n_out)
 
 
-def align_scan(scan: Scan, grid: tuple[int, int] = DEFAULT_GRID) -> np.ndarray:
-    """The scan registered to its body extent on ``grid``: sqrt of counts normalised to a mean pixel of 1.
+def align_scan(scan: Scan, grid: tuple[int, int] = DEFAULT_GRID, window_mm: tuple[float, float] = WINDOW_MM) -> np.ndarray:
+    """The scan registered to the top of its body on ``grid``: sqrt of counts normalised to a mean pixel of 1.
 
-    Returns float32 ``(V, rows, cols)``.
+    The window spans ``window_mm`` (body axis, across): from ``HEAD_MARGIN_MM`` above the top of the body
+    down, and centred on the body's lateral centre of mass; parts outside the field are zeros. Returns
+    float32 ``(V, rows, cols)``.
     """
     counts = scan.counts
     total = float(counts.sum(dtype=np.float64))
     if total <= 0:
         raise BadInputError("a scan has no counts: it cannot be aligned")
     height, width = scan.shape
-    top, bottom = body_extent(counts)
+    row_mm, col_mm = scan.pixel_spacing_mm
+    top = body_extent(counts)[0] - HEAD_MARGIN_MM / row_mm
     columns = counts.sum(axis=(0, 1), dtype=np.float64)
     centre = float((columns * (np.arange(width) + 0.5)).sum() / total)
-    left = centre - width / 2
-    row_weights = area_matrix(height, grid[0], top, bottom).astype(np.float32)
-    col_weights = area_matrix(width, grid[1], left, left + width).astype(np.float32)
+    half_width = window_mm[1] / col_mm / 2
+    row_weights = area_matrix(height, grid[0], top, top + window_mm[0] / row_mm).astype(np.float32)
+    col_weights = area_matrix(width, grid[1], centre - half_width, centre + half_width).astype(np.float32)
     # One 2-D product per side (a stacked 3-D matmul misses the fast BLAS path).
     narrowed = (counts.reshape(-1, width) @ np.ascontiguousarray(col_weights.T)).reshape(len(counts), height, -1)
     image = np.clip(row_weights @ narrowed, 0, None)
@@ -154,7 +162,9 @@ class NeighbourIndex:
     Two stages: a coarse search (on ``coarse`` vectors when given, e.g. images pooled 2x2: 4x fewer numbers
     to multiply) keeps the ``candidates`` nearest entries of each query; these are re-ranked exactly with the
     full vectors, taking the best similarity over translations of the query image when ``shifts`` are given
-    (queries then come with their images). Returned distances are always full-vector distances.
+    (queries then come with their images). Returned distances are always full-vector distances. The nearest
+    entry is exact whenever it is among the coarse candidates (always, in the tests); the second patient's
+    entry is the nearest among the candidates, so d2 can be slightly overestimated.
     """
 
     def __init__(self, vectors: np.ndarray, groups: Sequence, shifts: Sequence[tuple[int, int]] = (),
@@ -312,7 +322,8 @@ class MemorizationAuditor:
                 raise BadInputError(f"all scans of an audit must have the same views; found "
                                     f"{sorted('+'.join(v) for v in views | {expected})}")
             self.views_ = expected
-            pixel = np.stack([align_scan(scan, self.grid) for scan in batch])
+            with threadpool_limits(1, user_api="blas"):  # small products: threads only contend (2-core hosts)
+                pixel = np.stack([align_scan(scan, self.grid) for scan in batch])
             features = None
             if self.features is not None:
                 features = np.asarray(self.features(batch), dtype=np.float32).reshape(len(batch), -1)
