@@ -286,7 +286,7 @@ def _resume_staging(out: Path):
 
 
 def _open_out(out: Path, key_path):
-    """(key, fresh, old manifest rows by study_id) for a new or an existing output folder."""
+    """(key or None, fresh, earlier manifest rows by study_id, earlier accession pseudonyms) for ``out``."""
     if out.exists() and not out.is_dir():
         raise BadInputError("output exists and is not a folder", out)
     fresh = not out.exists() or not any(out.iterdir())
