@@ -127,12 +127,17 @@ class ArmComparison:
     level: float = 0.95
 
     def summary(self) -> str:
-        percent = metrics.percent(self.level)  # "95%"
-        return (f"{self.task}: {self.arm_b} vs {self.arm_a} over {self.n_pairs} seed x site pairs "
-                f"({self.n_seeds} seeds, {self.n_sites} sites): AUC gain {self.estimate:+.3f} ± {self.absolute_sd:.3f} "
-                f"({percent} CI {self.ci_low:+.3f} to {self.ci_high:+.3f}), relative {100 * self.relative:+.1f}% ± "
-                f"{100 * self.relative_sd:.1f}% ({percent} CI {100 * self.relative_ci_low:+.1f}% to "
-                f"{100 * self.relative_ci_high:+.1f}%), Wilcoxon signed-rank {metrics.p_text(self.p_value)}")
+        head = (f"{self.task}: {self.arm_b} vs {self.arm_a} over {self.n_pairs} seed x site pair(s) "
+                f"({self.n_seeds} seeds, {self.n_sites} sites): ")
+        if self.n_pairs < 2:  # no spread, no interval, no test worth the name
+            return head + (f"AUC gain {self.estimate:+.3f}, relative {100 * self.relative:+.1f}% "
+                           "(one pair: no SD, CI or test)")
+        percent = metrics.percent(self.level)
+        return head + (
+            f"AUC gain {self.estimate:+.3f} ± {self.absolute_sd:.3f} ({percent} CI {self.ci_low:+.3f} to "
+            f"{self.ci_high:+.3f}), relative {100 * self.relative:+.1f}% ± {100 * self.relative_sd:.1f}% "
+            f"({percent} CI {100 * self.relative_ci_low:+.1f}% to {100 * self.relative_ci_high:+.1f}%), "
+            f"Wilcoxon signed-rank {metrics.p_text(self.p_value)}")
 
 
 def compare_arms(predictions: pd.DataFrame, arm_a: str, arm_b: str, task: str | None = None,

@@ -12,13 +12,13 @@ from synthscan import __version__
 from synthscan.commands import show
 from synthscan.commands import reader_study
 from synthscan.commands import survival
-from synthscan.commands import train, sample
+from synthscan.commands import train, sample, fidelity
 from synthscan.commands import ingest
 from synthscan.commands import audit
 from synthscan.commands import mix
 from synthscan.errors import BadInputError
 
-COMMANDS = [show, survival, reader_study, train, sample, ingest, audit, mix]
+COMMANDS = [show, survival, reader_study, train, sample, ingest, audit, mix, fidelity]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -21,7 +21,8 @@ def predictions(rng, seeds=(0, 1, 2, 3, 4), n_per_site=120, noise_a=1.6, noise_b
             for arm, noise in (("real", noise_a), ("mixed", noise_b)):
                 scores = labels + rng.normal(scale=noise, size=n_per_site)
                 rows += [{"study_id": f"{site}-{i:04d}", "site": site, "task": "metastasis", "label": label,
-                          "score": score, "seed": seed, "arm": arm} for i, (label, score) in enumerate(zip(labels, scores))]
+                          "score": score, "seed": seed, "arm": arm}
+                         for i, (label, score) in enumerate(zip(labels, scores))]
     return pd.DataFrame(rows)
 
 
@@ -77,7 +78,7 @@ def test_compare_arms_gains_and_paired_tests(rng):
     assert list(per_site.index) == list(SITES) and (per_site["n_seeds"] == 5).all()
     assert per_site.loc["site-d", "gain"] == pytest.approx(pairs[pairs["site"] == "site-d"]["gain"].mean())
     text = result.summary()
-    assert "mixed vs real over 15 seed x site pairs" in text and "Wilcoxon signed-rank p < 0.0001" in text
+    assert "mixed vs real over 15 seed x site pair(s)" in text and "Wilcoxon signed-rank p < 0.0001" in text
 
 
 def test_compare_arms_without_a_difference(rng):
@@ -95,6 +96,12 @@ def test_compare_arms_on_different_scans_skips_delong_only(rng):
     assert result.per_pair["delong_p"].isna().all()
     assert result.per_pair["note"].str.contains("different scans").all()
     assert result.n_pairs == 9 and result.p_value < 0.01
+
+
+def test_compare_arms_with_one_pair_says_so_instead_of_nan(rng):
+    frame = predictions(rng, seeds=(0,))
+    result = sites.compare_arms(frame[frame["site"] == "site-c"], "real", "mixed")
+    assert result.n_pairs == 1 and "one pair" in result.summary() and "nan" not in result.summary()
 
 
 def test_compare_arms_leaves_out_a_one_class_site(rng):
