@@ -240,9 +240,10 @@ def manifest_views(frame: pd.DataFrame, path=None) -> tuple[str, ...]:
 
 
 def is_synthetic(frame: pd.DataFrame) -> np.ndarray:
-    if "synthetic" not in frame.columns:
-        return np.zeros(len(frame), bool)
-    return (frame["synthetic"].fillna(0).astype(int) == 1).to_numpy()
+    """Synthetic rows by any sign (synthscan/mix.py: the flag, a non-real source, a ``syn-`` study id)."""
+    from synthscan.mix import is_synthetic as flags
+
+    return flags(frame).to_numpy(bool)
 
 
 def refuse_synthetic(frame: pd.DataFrame, path, role: str) -> None:

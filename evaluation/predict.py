@@ -76,3 +76,18 @@ def predict_manifests(run, manifests, task: str | None = None, cache_dir=None, d
     if duplicated.any():
         raise BadInputError(f"study {predictions['study_id'][duplicated].iloc[0]!r} is in more than one test manifest")
     return predictions
+
+
+def validation_threshold(run):
+    """The operating point of a run, fixed on its validation predictions (Youden's J); None if undefined."""
+    from evaluation.metrics import choose_threshold
+
+    for name in ("val_predictions.csv", "cv_predictions.csv"):
+        path = Path(run) / name
+        if path.is_file():
+            validation = pd.read_csv(path)
+            try:
+                return choose_threshold(validation["label"], validation["score"], "youden")
+            except BadInputError:  # one class in validation: no operating point
+                return None
+    return None

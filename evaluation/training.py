@@ -58,9 +58,9 @@ def validation_score(config: ClassifierConfig, probs: np.ndarray, labels: np.nda
     eps = 1e-7
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], eps, 1))))
     if config.n_classes == 2 and len(np.unique(labels)) == 2:
-        from sklearn.metrics import roc_auc_score  # TODO: evaluation.metrics once committed
+        from evaluation.metrics import auc
 
-        return float(roc_auc_score(labels, probs[:, 1])), loss, "val_auc"
+        return auc(labels, probs[:, 1]), loss, "val_auc"
     return -loss, loss, "-val_loss"
 
 
@@ -184,16 +184,23 @@ def _finish(config, model, out, history, step, total_steps, train_frame, val_fra
 
 
 def prediction_frame(frame: pd.DataFrame, config: ClassifierConfig, probs: np.ndarray, labels) -> pd.DataFrame:
-    """Rows of predictions.csv (DESIGN.md section 5); class probabilities follow for grade models."""
+    """Rows of predictions.csv (DESIGN.md section 5).
+
+    ``label`` and ``score`` are binary for every task: for ``amyloid_grade`` the label is grade >= 2 and the
+    score P(grade >= 2), so AUCs compare across tasks; the grade, the predicted grade and the class
+    probabilities follow in extra columns.
+    """
+    labels = np.asarray(labels)
     site = frame["site"] if "site" in frame.columns else pd.Series([pd.NA] * len(frame), index=frame.index)
     table = pd.DataFrame({
         "study_id": frame["study_id"].to_numpy(), "site": site.to_numpy(), "task": config.task,
-        "label": np.asarray(labels), "score": score_from_probabilities(probs, config.task),
-        "seed": config.seed, "arm": config.arm or config.strategy})
+        "label": (labels >= 2).astype(int) if config.task == "amyloid_grade" else labels,
+        "score": score_from_probabilities(probs, config.task), "seed": config.seed,
+        "arm": config.arm or config.strategy})
     if config.n_classes > 2:
+        table["grade"], table["predicted_grade"] = labels, probs.argmax(axis=1)
         for k in range(config.n_classes):
             table[f"prob_{k}"] = probs[:, k]
-        table["predicted"] = probs.argmax(axis=1)
     return table
 
 

@@ -16,9 +16,10 @@ from synthscan.commands import train, sample, fidelity
 from synthscan.commands import ingest
 from synthscan.commands import audit
 from synthscan.commands import mix
+from synthscan.commands import cam, classify, evaluate
 from synthscan.errors import BadInputError
 
-COMMANDS = [show, survival, reader_study, train, sample, ingest, audit, mix, fidelity]
+COMMANDS = [show, survival, reader_study, train, sample, ingest, audit, mix, classify, cam, evaluate, fidelity]
 
 
 class _Parser(argparse.ArgumentParser):

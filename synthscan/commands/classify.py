@@ -102,10 +102,13 @@ def run_test(args) -> int:
 
     from evaluation.compare import write_test_summary
     from evaluation.hcl import hcl_predictions
-    from evaluation.predict import predict_manifests, read_config, site_frame
+    from evaluation.predict import predict_manifests, read_config, site_frame, validation_threshold
     from synthscan.io.atomic import atomic_path
 
     predictions = predict_manifests(args.model, args.test, args.task, args.cache, args.device, not args.quiet)
+    threshold = validation_threshold(args.model)
+    if threshold is not None:  # the validation operating point travels with the scores (synthscan survival)
+        predictions["threshold"] = threshold.value
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "predictions.csv") as tmp:
@@ -116,6 +119,6 @@ def run_test(args) -> int:
                              ignore_index=True)
         with atomic_path(out / "hcl_predictions.csv") as tmp:
             baseline.to_csv(tmp, index=False, float_format="%.6g")
-    print(write_test_summary(predictions, out, baseline=baseline, validation=Path(args.model) / "val_predictions.csv"))
+    print(write_test_summary(predictions, out, baseline=baseline, threshold=threshold))
     print(f"wrote {out / 'predictions.csv'} and {out / 'summary.md'}")
     return 0
