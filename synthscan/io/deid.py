@@ -402,7 +402,7 @@ def carried_meta(ds: Dataset, deid: Deidentifier) -> dict:
         "sop_instance_uid": deid.uid(f"{study_uid}.canonical-image"),
         "frame_of_reference_uid": deid.uid(str(ds.get("FrameOfReferenceUID", "") or f"{study_uid}.for")),
         "study_date": deid.shift_date(ds.get("StudyDate", ""), patient),
-        "deidentified": True,
+        "deidentified": {"method": METHOD, "codes": METHOD_CODES, "dates_modified": True},
     }
     optional = {
         "patient_sex": sex_of(ds), "patient_age_years": age_years(ds), "tracer": tracer_of(ds),

@@ -151,10 +151,16 @@ def _nm_dataset(scan: Scan, meta: dict) -> Dataset:
     if meta.get("patient_comments"):
         ds.PatientComments = meta["patient_comments"]
     if meta.get("deidentified") or synthetic is not None:
+        # ``deidentified`` is True (Basic Profile only) or a mapping {"method": [...], "codes": [(value,
+        # meaning), ...] from CID 7050, "dates_modified": bool} describing the options applied.
+        how = meta.get("deidentified") if isinstance(meta.get("deidentified"), Mapping) else {}
         ds.PatientIdentityRemoved = "YES"
         ds.DeidentificationMethod = ("synthetic image, no patient" if synthetic is not None else
-                                     "synthscan PS3.15 Basic Application Level Confidentiality Profile")
-        ds.DeidentificationMethodCodeSequence = DicomSequence([_code_item("113100", "DCM", "Basic Application Confidentiality Profile")])
+                                     how.get("method", "synthscan PS3.15 Basic Application Level Confidentiality Profile"))
+        codes = how.get("codes", [("113100", "Basic Application Confidentiality Profile")])
+        ds.DeidentificationMethodCodeSequence = DicomSequence([_code_item(v, "DCM", m) for v, m in codes])
+        if how.get("dates_modified"):
+            ds.LongitudinalTemporalInformationModified = "MODIFIED"
     if synthetic is not None:
         ds.BurnedInAnnotation = "NO"
         ds.ImageComments = SYNTHETIC_MARKER + "; " + "; ".join(f"{k}={v}" for k, v in dict(synthetic).items())

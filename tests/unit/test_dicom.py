@@ -165,3 +165,14 @@ def test_side_by_side_without_a_gap_is_refused(tmp_path, rng):
     path = write_scan(tmp_path / "flat.dcm", flat)
     with pytest.raises(BadInputError, match="cannot find the split"):
         read_scan(path, side_by_side=True)
+
+
+def test_deidentification_options_are_declared(tmp_path, scan_factory, dciodvfy):
+    how = {"method": ["synthscan basic profile", "dates shifted"], "dates_modified": True,
+           "codes": [("113100", "Basic Application Confidentiality Profile"),
+                     ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")]}
+    path = write_scan(tmp_path / "d.dcm", scan_factory(), {"deidentified": how})
+    ds = pydicom.dcmread(path)
+    assert [item.CodeValue for item in ds.DeidentificationMethodCodeSequence] == ["113100", "113107"]
+    assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert dciodvfy_errors(path) == []
