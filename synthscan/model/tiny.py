@@ -1,4 +1,4 @@
-"""A tiny randomly initialised generator (a few thousand weights) for tests and smoke runs.
+"""A tiny randomly initialised generator (a few thousand weights) and a toy cohort, for tests and smoke runs.
 
 It has the full structure of a trained model (autoencoder, class-conditional EDM denoiser, count
 statistics, sampler defaults) at a toy grid, so every code path of ``synthscan sample`` runs in
@@ -49,3 +49,39 @@ def tiny_model(seed: int = 0, views=("anterior", "posterior"), matrix=(64, 16), 
         "data": {"n_scans": 0, "sites": [], "tracers": ["DPD"], "manifest_sha256": ""},
     }
     return SynthscanModel(autoencoder.eval(), denoiser.eval(), info).eval().requires_grad_(False)
+
+
+def toy_cohort(folder, n: int = 18, rows: int = 64, cols: int = 16, seed: int = 0):
+    """Toy scans of three obvious classes written as DICOM + manifest; returns the manifest path.
+
+    Every scan has a rectangular body; class 1 adds one hot 3x3 spot (metastasis), class 2 a warm blob in the
+    left chest of the anterior view (amyloid grade 3). Counts are Poisson, scaled by a per-scan dose.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from synthscan.io.dicom import write_scan
+    from synthscan.io.manifest import write_manifest
+    from synthscan.scan import Scan
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        kind = i % 3
+        expected = np.full((2, rows, cols), 0.2)
+        expected[:, 4:rows - 4, 4:cols - 4] += 8.0
+        if kind == 1:
+            r, c = rng.integers(8, rows - 8), rng.integers(5, cols - 5)
+            expected[:, r - 1:r + 2, c - 1:c + 2] += 60
+        if kind == 2:
+            expected[0, rows // 4: rows // 4 + 6, cols // 2: cols // 2 + 5] += 40
+        scan = Scan(rng.poisson(expected * rng.uniform(0.7, 1.3)).astype(np.float32), (9.6, 9.6))
+        write_scan(folder / f"s{i:03d}.dcm", scan, {"patient_id": f"P{i:03d}"})
+        records.append(dict(study_id=f"S{i:03d}", patient_id=f"P{i:03d}", site="toy", tracer="DPD",
+                            path=f"s{i:03d}.dcm", views="anterior+posterior", rows=rows, cols=cols,
+                            pixel_spacing_mm=9.6, total_counts=scan.total_counts, metastasis=int(kind == 1),
+                            amyloid_grade=3 if kind == 2 else 0))
+    return write_manifest(pd.DataFrame(records), folder / "manifest.csv")

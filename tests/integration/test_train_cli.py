@@ -14,35 +14,10 @@ import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
-from synthscan.io.dicom import write_scan
-from synthscan.io.manifest import write_manifest
-from synthscan.scan import Scan
+from synthscan.model.tiny import toy_cohort
 
 RECIPE = Path(__file__).parents[2] / "recipes" / "smoke.toml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def toy_cohort(folder: Path, n: int = 18, rows: int = 64, cols: int = 16, seed: int = 0) -> Path:
-    """Scans with a body, a hot spot (metastasis) or a heart blob (amyloid grade 3); DICOM + manifest."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i in range(n):
-        kind = i % 3
-        expected = np.full((2, rows, cols), 0.2)
-        expected[:, 4:rows - 4, 4:cols - 4] += 8.0
-        if kind == 1:
-            r, c = rng.integers(8, rows - 8), rng.integers(5, cols - 5)
-            expected[:, r - 1:r + 2, c - 1:c + 2] += 60
-        if kind == 2:
-            expected[0, rows // 4: rows // 4 + 6, cols // 2: cols // 2 + 5] += 40
-        scan = Scan(rng.poisson(expected * rng.uniform(0.7, 1.3)).astype(np.float32), (9.6, 9.6))
-        write_scan(folder / f"s{i:03d}.dcm", scan, {"patient_id": f"P{i:03d}"})
-        records.append(dict(study_id=f"S{i:03d}", patient_id=f"P{i:03d}", site="toy", tracer="DPD",
-                            path=f"s{i:03d}.dcm", views="anterior+posterior", rows=rows, cols=cols,
-                            pixel_spacing_mm=9.6, total_counts=scan.total_counts, metastasis=int(kind == 1),
-                            amyloid_grade=3 if kind == 2 else 0))
-    return write_manifest(pd.DataFrame(records), folder / "manifest.csv")
 
 
 @pytest.fixture(scope="module")

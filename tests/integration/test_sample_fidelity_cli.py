@@ -1,0 +1,28 @@
+"""``synthscan fidelity`` end to end on toy cohorts and the tiny random model."""
+
+from __future__ import annotations
+
+import json
+
+from synthscan.cli import main
+from synthscan.model.tiny import tiny_model, toy_cohort
+
+
+def test_fidelity_cli_writes_report_and_reuses_its_judge(tmp_path, capsys):
+    train = toy_cohort(tmp_path / "train", n=30, seed=1)
+    test = toy_cohort(tmp_path / "test", n=24, seed=2)
+    tiny_model(seed=4).save_pretrained(tmp_path / "model")
+    out = tmp_path / "fidelity"
+    assert main(["fidelity", "--train", str(train), "--test", str(test), "--model", str(tmp_path / "model"),
+                 "--n", "12", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "fidelity.json").read_text())
+    assert set(report["conditional_accuracy"]) == {"normal", "metastasis", "amyloidosis", "overall"}
+    assert report["n_frechet"] == 12 and report["frechet_distance"] > 0
+    assert 0 <= report["detectability_auc"]["estimate"] <= 1
+    assert "hot_spots" in (out / "fidelity.md").read_text()
+    again = tmp_path / "again"
+    assert main(["fidelity", "--judge", str(out / "judge"), "--test", str(test), "--synthetic",
+                 str(out / "samples" / "manifest.csv"), "--n", "12", "--out", str(again), "--quiet"]) == 0
+    assert json.loads((again / "fidelity.json").read_text())["conditional_accuracy"] == report["conditional_accuracy"]
+    capsys.readouterr()
+    assert main(["fidelity", "--test", str(test), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "x")]) == 2

@@ -1,0 +1,61 @@
+"""A randomly initialised generator's samples are judged at chance by a competent judge (evaluation/fidelity.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from evaluation.fidelity import (JUDGE_CLASSES, JudgeConfig, fit_judge, frechet_distance, judge_class, load_canonical,
+                                 precision_recall)
+from synthscan.io.manifest import read_manifest
+from synthscan.model.tiny import tiny_model, toy_cohort
+from synthscan.sample import SampleRequest, sample
+
+JUDGE = JudgeConfig(rows=32, cols=8, width=8, epochs=12, batch_size=8, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def judge_and_test(tmp_path_factory):
+    train = read_manifest(toy_cohort(tmp_path_factory.mktemp("train"), n=60, seed=1))
+    test = read_manifest(toy_cohort(tmp_path_factory.mktemp("test"), n=30, seed=2))
+    return fit_judge(train, JUDGE, progress=False), test
+
+
+def test_random_generator_is_judged_at_chance_while_real_scans_are_not(judge_and_test, tmp_path):
+    judge, test = judge_and_test
+    real_counts, _ = load_canonical(test, JUDGE.rows, JUDGE.cols, progress=False)
+    real_labels = np.array([judge_class(m, g) for m, g in zip(test["metastasis"], test["amyloid_grade"])])
+    assert (judge.predict(real_counts) == real_labels).mean() >= 0.9  # the judge can tell the classes apart
+
+    model = tmp_path / "random-model"
+    tiny_model(seed=5).save_pretrained(model)
+    table = np.zeros((3, 3), int)  # requested condition x judged class
+    for c, condition in enumerate(JUDGE_CLASSES):
+        grade = 3 if condition == "amyloidosis" else None
+        sample(SampleRequest(condition, 20, tmp_path / "synth", grade=grade), model, progress=False)
+    frame = read_manifest(tmp_path / "synth" / "manifest.csv")
+    counts, _ = load_canonical(frame, JUDGE.rows, JUDGE.cols, progress=False)
+    requested = np.array([judge_class(m, g) for m, g in zip(frame["metastasis"], frame["amyloid_grade"])])
+    np.add.at(table, (requested, judge.predict(counts)), 1)
+    correct = int(np.trace(table))
+    # accuracy no better than chance (1/3) ...
+    assert stats.binomtest(correct, table.sum(), 1 / 3, alternative="greater").pvalue > 0.01
+    # ... and the judged class does not depend on the requested condition
+    used = table[:, table.sum(axis=0) > 0]
+    if used.shape[1] > 1:
+        assert stats.chi2_contingency(used).pvalue > 0.01
+
+
+def test_frechet_distance_and_precision_recall_properties():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(400, 4)), rng.normal(size=(400, 4))
+    shifted = b + np.array([3.0, 0, 0, 0])
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(a, b) < 0.3 < 8 < frechet_distance(a, shifted) < 10  # ~ ||shift||^2 = 9
+    assert frechet_distance(a, shifted) == pytest.approx(frechet_distance(shifted, a), rel=1e-6)
+    precision, recall = precision_recall(a, b)
+    assert precision > 0.8 and recall > 0.8
+    collapsed = np.repeat(b[:1], 400, axis=0) + rng.normal(scale=0.01, size=(400, 4))
+    precision, recall = precision_recall(a, collapsed)
+    assert precision > 0.9 and recall < 0.2  # mode collapse: realistic but not diverse
