@@ -199,8 +199,9 @@ def cam_report(run, manifest, out, lesions=None, layer: str | None = None, toler
                max_scans: int = 64, positives_only: bool = False, cache_dir=None, progress: bool = True) -> dict:
     """Overlays (PNG per scan and a contact sheet), ``cams.csv`` and the pointing game for one manifest.
 
-    ``lesions``: mapping study_id -> lesion centres (row, col) in native pixels of that study, as written by the
-    phantom; without it no localisation score is computed.
+    ``lesions``: mapping study_id -> target points (row, col) in native pixels of that study (the phantom's
+    lesion centres, or heart centres for amyloidosis); the pointing game is played on positive scans only.
+    Without targets no localisation score is computed.
     """
     import json
     from pathlib import Path
@@ -228,8 +229,8 @@ def cam_report(run, manifest, out, lesions=None, layer: str | None = None, toler
 
     table = prediction_frame(frame, config, predict_probabilities(models, scans.counts), labels)
     targets, sizes = [], []
-    for study, box, spacing in zip(frame["study_id"], scans.boxes_mm, scans.spacing_mm):
-        points = (lesions or {}).get(study, [])
+    for study, box, spacing, label in zip(frame["study_id"], scans.boxes_mm, scans.spacing_mm, labels):
+        points = (lesions or {}).get(study, []) if label > 0 else []  # the game is played on positives
         targets.append([to_grid(p, spacing, box, config.grid) for p in points])
         sizes.append(((box[1] - box[0]) / config.grid[0], (box[3] - box[2]) / config.grid[1]))
     pictures = []
@@ -264,24 +265,71 @@ def cam_report(run, manifest, out, lesions=None, layer: str | None = None, toler
     return summary
 
 
-def find_lesions(manifest, side_file=None) -> dict | None:
-    """Lesion centres per study (native pixel row, col) from a side file, or None when there is none.
+METASTATIC_KINDS = ("metastasis", "cold")  # phantom focus kinds that are metastases (benign mimics are not)
+TRUTH_NAMES = ("truth.jsonl", "truth.json", "ground_truth.jsonl", "ground_truth.json", "truth", "ground_truth",
+               "lesions.json")
 
-    Accepted: JSON mapping study_id -> [[row, col], ...]. Without ``side_file``, ``lesions.json`` next to the
-    manifest is used when present.
-    """
+
+def _truth_records(path):
+    """Records (dicts with ``study_id``) or a plain mapping study_id -> points, from a file or a folder."""
     import json
     from pathlib import Path
 
     from synthscan.errors import BadInputError
 
-    path = Path(side_file) if side_file else Path(manifest).parent / "lesions.json"
-    if not path.is_file():
-        if side_file:
-            raise BadInputError("lesion side file not found", path)
-        return None
+    path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        if path.is_dir():
+            return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"))]
+        text = path.read_text()
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return json.loads(text)
     except json.JSONDecodeError as error:
-        raise BadInputError(f"not JSON ({error})", path) from None
-    return {str(study): [tuple(map(float, point[:2])) for point in points] for study, points in data.items()}
+        raise BadInputError(f"ground truth is not JSON ({error})", path) from None
+
+
+def find_lesions(manifest, side_file=None, kinds=METASTATIC_KINDS) -> dict | None:
+    """Lesion centres per study (native pixel row, col in the orientation rule) from the ground-truth side
+    file, or None when there is none.
+
+    Accepted: the phantom's per-study records ``{"study_id", "lesions": [{"kind", "row", "col", ...}], "heart"}``
+    (a JSON list, JSON lines, or a folder of one JSON file per study; only lesions of ``kinds`` count), or a
+    mapping study_id -> [[row, col], ...]. Without ``side_file`` the first of ``TRUTH_NAMES`` found next to the
+    manifest is used.
+    """
+    from pathlib import Path
+
+    from synthscan.errors import BadInputError
+
+    if side_file:
+        path = Path(side_file)
+        if not path.exists():
+            raise BadInputError("ground-truth side file not found", path)
+    else:
+        path = next((Path(manifest).parent / n for n in TRUTH_NAMES if (Path(manifest).parent / n).exists()), None)
+        if path is None:
+            return None
+    data = _truth_records(path)
+    if isinstance(data, dict) and "study_id" not in data:
+        return {str(study): [tuple(map(float, point[:2])) for point in points] for study, points in data.items()}
+    records = [data] if isinstance(data, dict) else data
+    try:
+        return {str(r["study_id"]): [(float(x["row"]), float(x["col"])) for x in r.get("lesions", [])
+                                     if x.get("kind", "metastasis") in kinds] for r in records}
+    except (KeyError, TypeError) as error:
+        raise BadInputError(f"ground-truth record without {error}", path) from None
+
+
+def find_hearts(manifest, side_file=None) -> dict | None:
+    """Heart centres per study (native pixel row, col) from the phantom's ground truth, or None."""
+    from pathlib import Path
+
+    path = Path(side_file) if side_file else next(
+        (Path(manifest).parent / n for n in TRUTH_NAMES if (Path(manifest).parent / n).exists()), None)
+    if path is None or not path.exists():
+        return None
+    data = _truth_records(path)
+    records = [data] if isinstance(data, dict) and "study_id" in data else (data if isinstance(data, list) else [])
+    return {str(r["study_id"]): (float(r["heart"]["row"]), float(r["heart"]["col"]))
+            for r in records if r.get("heart")} or None

@@ -11,8 +11,8 @@ def register(subparsers):
     parser.add_argument("--scans", required=True, help="manifest of real scans (no patient of the training set)")
     parser.add_argument("--out", required=True, help="folder for <study_id>.png, contact_sheet.png, cams.csv, "
                                                      "cam_summary.json")
-    parser.add_argument("--lesions", help="ground-truth side file of lesion centres (default: the phantom's, "
-                                          "found next to the manifest)")
+    parser.add_argument("--lesions", help="ground-truth side file: lesion centres (metastasis) or heart centres "
+                                          "(amyloidosis); default: the phantom's, found next to the manifest")
     parser.add_argument("--layer", help="module to explain, e.g. features.6 (default: end of the backbone)")
     parser.add_argument("--tolerance-mm", type=float, default=100.0, help="pointing-game hit distance (mm)")
     parser.add_argument("--max", type=int, default=64, help="at most this many scans")
@@ -23,13 +23,18 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    from evaluation.cam import cam_report, find_lesions
+    from evaluation.cam import cam_report, find_hearts, find_lesions
+    from evaluation.classifier import read_config
     from synthscan.errors import BadInputError
 
     if args.max < 1 or args.tolerance_mm <= 0:
         raise BadInputError("--max and --tolerance-mm must be positive")
-    lesions = find_lesions(args.scans, args.lesions)
-    summary = cam_report(args.model, args.scans, args.out, lesions, args.layer, args.tolerance_mm, args.max,
+    if read_config(args.model).task == "metastasis":
+        targets = find_lesions(args.scans, args.lesions)
+    else:  # amyloidosis: the map should point at the heart
+        hearts = find_hearts(args.scans, args.lesions)
+        targets = None if hearts is None else {study: [centre] for study, centre in hearts.items()}
+    summary = cam_report(args.model, args.scans, args.out, targets, args.layer, args.tolerance_mm, args.max,
                          args.positives, args.cache, not args.quiet)
     print(summary.get("summary", "no lesion centres found: overlays only (give --lesions for the pointing game)"))
     print(f"wrote {args.out} ({summary['scans']} overlays, cams.csv, contact_sheet.png)")
