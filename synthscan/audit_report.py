@@ -76,6 +76,11 @@ def check_sets(samples: ScanSet, train: ScanSet, holdout: ScanSet | None) -> lis
         if shared:
             raise BadInputError(f"study id(s) {shared[:3]} are in both the training and held-out manifests",
                                 holdout.path)
+    for scan_set in sets:  # fail before hours of reading, naming the first missing file
+        for row in scan_set.frame.index:
+            if not scan_path(scan_set.frame, row).is_file():
+                raise BadInputError(f"row {row + 2}: DICOM file {scan_set.frame.at[row, 'path']!r} not found",
+                                    scan_set.path)
     warnings = []
     if "synthetic" in samples.frame and (samples.frame["synthetic"] == 0).any():
         warnings.append(f"{int((samples.frame['synthetic'] == 0).sum())} row(s) of the samples manifest are "
