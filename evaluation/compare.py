@@ -231,7 +231,8 @@ def write_test_summary(predictions: pd.DataFrame, out, baseline: pd.DataFrame | 
     if baseline is not None:
         columns["H/CL AUC [95% CI]"] = table["hcl_auc"]
         columns["network vs H/CL (DeLong)"] = table["hcl_delong"]
-    lines.append(f"Task **{task}**, arm **{arm}**, seed {seed}; {len(predictions)} test scans at "
+    seed_text = "" if pd.isna(seed) else f", seed {seed}"
+    lines.append(f"Task **{task}**, arm **{arm}**{seed_text}; {len(predictions)} test scans at "
                  f"{predictions['site'].nunique()} site(s).")
     if threshold is not None:
         lines.append(f"Operating point fixed on the validation set: {threshold.summary()}.")

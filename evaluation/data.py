@@ -133,9 +133,12 @@ def _overlap_matrix(n_in: int, step_in: float, start_out: float, stop_out: float
 
 def resample_counts(counts: np.ndarray, spacing_mm, box_mm, grid) -> np.ndarray:
     """Counts ``(V, H, W)`` inside ``box_mm`` on a ``grid`` by exact area overlap (zeros outside the image)."""
-    rows = _overlap_matrix(counts.shape[-2], spacing_mm[0], box_mm[0], box_mm[1], grid[0])
-    cols = _overlap_matrix(counts.shape[-1], spacing_mm[1], box_mm[2], box_mm[3], grid[1])
-    return np.einsum("ih,vhw,jw->vij", rows, counts.astype(np.float64), cols).astype(np.float32)
+    from scipy import sparse
+
+    # Each output pixel overlaps a handful of input pixels: sparse overlap matrices keep this O(pixels).
+    rows = sparse.csr_matrix(_overlap_matrix(counts.shape[-2], spacing_mm[0], box_mm[0], box_mm[1], grid[0]))
+    cols = sparse.csr_matrix(_overlap_matrix(counts.shape[-1], spacing_mm[1], box_mm[2], box_mm[3], grid[1]))
+    return np.stack([(cols @ (rows @ view.astype(np.float64)).T).T for view in counts]).astype(np.float32)
 
 
 def to_grid(point_rc, spacing_mm, box_mm, grid) -> np.ndarray:

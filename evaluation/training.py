@@ -171,7 +171,7 @@ def _finish(config, model, out, history, step, total_steps, train_frame, val_fra
     predictions = prediction_frame(val_frame, config, probs, val_labels)
     with atomic_path(out / "val_predictions.csv") as tmp:
         predictions.to_csv(tmp, index=False, float_format="%.6g")
-    write_text(out / "train_patients.txt", "\n".join(sorted(set(train_frame["patient_id"].astype(str)))) + "\n")
+    write_patients(out, train_frame)
     best = max(history, key=lambda h: (h["value"], -h["val_loss"]))
     summary = {"steps_run": step, "step_budget": total_steps, "best_step": best["step"], best["monitor"]: best["value"],
                "stopped_early": step < total_steps, "n_train": len(train_frame),
@@ -181,6 +181,12 @@ def _finish(config, model, out, history, step, total_steps, train_frame, val_fra
     plot_curve(history, out / "training_curve.png", title=f"{config.arch} {config.task} {config.strategy}")
     save_model(model, config, out)  # last: its presence marks the run as finished
     return summary
+
+
+def write_patients(out: Path, train_frame: pd.DataFrame) -> None:
+    """The real patients a run trained on, for the leakage check at test time (synthetic rows have none)."""
+    real = train_frame[~is_synthetic(train_frame)]
+    write_text(out / "train_patients.txt", "\n".join(sorted(set(real["patient_id"].dropna().astype(str)))) + "\n")
 
 
 def prediction_frame(frame: pd.DataFrame, config: ClassifierConfig, probs: np.ndarray, labels) -> pd.DataFrame:
@@ -260,7 +266,7 @@ def train_run(config: ClassifierConfig, train_frame: pd.DataFrame, val_frame: pd
         oof.append(fold_predictions.assign(fold=k))
     with atomic_path(out / "cv_predictions.csv") as tmp:
         pd.concat(oof).to_csv(tmp, index=False, float_format="%.6g")
-    write_text(out / "train_patients.txt", "\n".join(sorted(set(train_frame["patient_id"].astype(str)))) + "\n")
+    write_patients(out, train_frame)
     summary = {"folds": summaries, "resumed": state != "new"}
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -148,3 +148,24 @@ def test_a_single_class_test_set_is_named_not_nan(runs, world, capsys):
     assert synthscan("classify", "test", "--model", runs / "real-seed0", "--test", negatives,
                      "--out", world["root"] / "single-only", "--quiet") == 2
     assert "AUC undefined: only negatives" in capsys.readouterr().err
+
+
+def test_amyloid_grade_model_reports_grades_and_the_hcl_baseline(tmp_path, capsys):
+    train = make_cohort(tmp_path / "train", 40, 0.5, seed=7, site="train", task="amyloidosis")
+    test = make_cohort(tmp_path / "site-e", 20, 0.5, seed=8, site="site-e", patient_prefix="e", task="amyloidosis")
+    run = tmp_path / "grade-run"
+    assert synthscan("classify", "train", "--train", train, "--task", "amyloid_grade", "--region", "thorax",
+                     "--grid", "32x32", "--out", run, "--cache", tmp_path / "cache",
+                     *[a for a in TINY if a not in ("--grid", "64x16")]) == 0
+    assert synthscan("classify", "test", "--model", run, "--test", test, "--out", run / "test",
+                     "--cache", tmp_path / "cache", "--quiet") == 0
+    predictions = pd.read_csv(run / "test" / "predictions.csv")
+    assert {"grade", "predicted_grade", "prob_0", "prob_3"} <= set(predictions.columns)
+    assert (predictions["label"] == (predictions["grade"] >= 2)).all()
+    summary = (run / "test" / "summary.md").read_text()
+    assert "grade accuracy" in summary and "H/CL AUC" in summary
+    hcl = pd.read_csv(run / "test" / "hcl_predictions.csv")
+    assert set(hcl["arm"]) == {"hcl"} and len(hcl) == 20
+    assert synthscan("evaluate", "hcl", "--test", test, "--out", tmp_path / "hcl", "--quiet") == 0
+    text = (tmp_path / "hcl" / "summary.md").read_text()
+    assert "site-e" in text and "arm **hcl**" in text and "nan" not in text.lower()
