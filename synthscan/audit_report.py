@@ -119,6 +119,20 @@ def embed_set(auditor: MemorizationAuditor, scan_set: ScanSet, model=None, progr
         scan_set.probes = {"denoising-loss": -np.concatenate(losses), "reconstruction": -np.concatenate(errors)}
 
 
+def fit_auditor(train_path, holdout_path=None, features=None, false_positive_rate=DEFAULT_FALSE_POSITIVE_RATE,
+                grid=DEFAULT_GRID, progress: bool = True) -> MemorizationAuditor:
+    """A :class:`MemorizationAuditor` fitted on manifests (e.g. for ``synthscan sample --audit``)."""
+    train = load_set(train_path, "train")
+    holdout = None if holdout_path is None else load_set(holdout_path, "held-out")
+    auditor = MemorizationAuditor(features, grid, false_positive_rate)
+    for scan_set in (train, holdout):
+        if scan_set is not None:
+            embed_set(auditor, scan_set, None, progress)
+    return auditor.fit_embedded(train.embedding, train.frame["patient_id"].astype(str),
+                                None if holdout is None else holdout.embedding,
+                                None if holdout is None else holdout.frame["patient_id"].astype(str))
+
+
 def _class_ids(frame: pd.DataFrame) -> list[int]:
     from synthscan.model.conditions import class_from_labels
 

@@ -167,3 +167,15 @@ def test_existing_report_needs_overwrite(cohorts, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err and (out / "keep.txt").exists()
     assert audit(cohorts, out, "--overwrite", "--max-pairs", "0") == 0
     assert not (out / "keep.txt").exists() and (out / "audit.json").exists() and not (out / "flagged").exists()
+
+
+def test_fitted_auditor_for_rejection_sampling(cohorts):
+    """The API ``synthscan sample --audit`` uses: fit on manifests once, then ask about each new scan."""
+    from synthscan.audit_report import fit_auditor
+    from synthscan.io.dicom import read_scan
+
+    auditor = fit_auditor(cohorts["train"], cohorts["holdout"], false_positive_rate=0.05, progress=False)
+    training_scan = read_scan(cohorts["train"].parent / "tr005.dcm")
+    rng = np.random.default_rng(9)
+    assert auditor.is_near_copy(Scan(rng.poisson(training_scan.counts).astype(np.float32), (4.8, 4.8)))
+    assert not auditor.is_near_copy(read_scan(cohorts["holdout"].parent / "ho003.dcm"))
