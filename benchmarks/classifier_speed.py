@@ -3,6 +3,7 @@
 Target (issue 5): <= 5 min on the 2-core CPU, DICOM reading and preprocessing included.
 
     python benchmarks/classifier_speed.py                          # 1,000 toy scans at 1024x256
+    python benchmarks/classifier_speed.py --toy-folder /tmp/toy1000   # keep the toy scans for reruns
     python benchmarks/classifier_speed.py --manifest cohort/manifest.csv   # e.g. a phantom cohort
 
 Prints one JSON object: phases in seconds of wall and CPU time (first read of the DICOM files into the grid
@@ -55,6 +56,7 @@ def toy_cohort(folder: Path, n: int, seed: int = 0) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", help="cohort manifest (default: write 1,000 toy scans to a temp folder)")
+    parser.add_argument("--toy-folder", help="write the toy cohort here once and reuse it on later runs")
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--steps", type=int, default=250)
@@ -70,7 +72,14 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         started = time.perf_counter()
-        manifest = Path(args.manifest) if args.manifest else toy_cohort(scratch, args.n)
+        if args.manifest:
+            manifest = Path(args.manifest)
+        elif args.toy_folder and (Path(args.toy_folder) / "manifest.csv").is_file():
+            manifest = Path(args.toy_folder) / "manifest.csv"
+        else:
+            folder = Path(args.toy_folder) if args.toy_folder else scratch
+            folder.mkdir(parents=True, exist_ok=True)
+            manifest = toy_cohort(folder, args.n)
         made = time.perf_counter() - started
         frame = read_manifest(manifest).head(args.n)
         config = ClassifierConfig(task=args.task, arch=args.arch, steps=args.steps, seed=0, arm="benchmark")

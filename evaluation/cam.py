@@ -206,7 +206,6 @@ def cam_report(run, manifest, out, lesions=None, layer: str | None = None, toler
     import json
     from pathlib import Path
 
-    import pandas as pd
     from PIL import Image
 
     from evaluation.classifier import load_run

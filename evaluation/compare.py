@@ -221,7 +221,8 @@ def write_test_summary(predictions: pd.DataFrame, out, baseline: pd.DataFrame | 
     table = pd.DataFrame(rows)
     with atomic_path(out / "summary.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    columns = {"site": table["site"], "n (pos/neg)": [f"{r.n} ({r.n_positive}/{r.n_negative})" for r in table.itertuples()],
+    columns = {"site": table["site"],
+               "n (pos/neg)": [f"{r.n} ({r.n_positive}/{r.n_negative})" for r in table.itertuples()],
                "AUC [95% CI, DeLong]": [_auc_cell(r) for _, r in table.iterrows()]}
     if threshold is not None:
         columns["sensitivity"] = table["sensitivity_text"]
@@ -278,7 +279,8 @@ def compare_arms(patterns_a, patterns_b, out, baseline=None, name_a: str | None 
     comparison = sites.compare_arms(predictions, name_a, name_b)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, table in (("site_matrix", matrix), ("gains", comparison.per_pair), ("gains_by_site", comparison.per_site)):
+    tables = {"site_matrix": matrix, "gains": comparison.per_pair, "gains_by_site": comparison.per_site}
+    for name, table in tables.items():
         with atomic_path(out / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
 
@@ -311,7 +313,8 @@ def compare_arms(patterns_a, patterns_b, out, baseline=None, name_a: str | None 
         ("Summary", "\n\n".join(header)),
         ("Site matrix (AUC, DeLong 95% CI; mean ± SD over seeds)", matrix_text),
         ("Gain of B over A per site", _per_site_table(comparison.per_site)),
-        ("Per seed and site: DeLong's paired test (Holm-adjusted over all pairs)", _per_pair_table(comparison.per_pair)),
+        ("Per seed and site: DeLong's paired test (Holm-adjusted over all pairs)",
+         _per_pair_table(comparison.per_pair)),
         ("Figures", "\n\n".join(f"![{title}]({name})" for title, name in figures)),
         ("Methods", METHODS.format(level="95%", n_pairs=comparison.n_pairs, p=metrics.p_text(comparison.p_value))),
     ]

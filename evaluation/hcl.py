@@ -53,7 +53,8 @@ def _roi_mean(image: np.ndarray, centre, disk: np.ndarray) -> float:
     return float(image[y[inside], x[inside]].mean()) if inside.any() else 0.0
 
 
-def hcl_ratio(anterior: np.ndarray, spacing_mm, heart_centre=None, roi_diameter_mm: float = ROI_DIAMETER_MM) -> HCLRatio:
+def hcl_ratio(anterior: np.ndarray, spacing_mm, heart_centre=None,
+              roi_diameter_mm: float = ROI_DIAMETER_MM) -> HCLRatio:
     """H/CL ratio of an anterior view ``(H, W)`` (seen from the front) with pixel spacing (row, col) in mm."""
     anterior = np.asarray(anterior, float)
     radius = (roi_diameter_mm / 2 / spacing_mm[0], roi_diameter_mm / 2 / spacing_mm[1])
@@ -96,7 +97,8 @@ def hcl_predictions(frame, progress: bool = True):
         try:
             scan = read_scan(scan_path(frame, index), views=("anterior",))
         except BadInputError as error:
-            raise BadInputError(f"study {frame.loc[index, 'study_id']}: H/CL needs the anterior view ({error})") from None
+            study = frame.loc[index, "study_id"]
+            raise BadInputError(f"study {study}: H/CL needs the anterior view ({error})") from None
         ratios.append(hcl_ratio(scan.view("anterior"), scan.pixel_spacing_mm).ratio)
     return pd.DataFrame({"study_id": frame["study_id"].to_numpy(), "site": frame["site"].to_numpy(),
                          "task": "amyloidosis", "label": labels, "score": ratios, "seed": pd.NA, "arm": "hcl"})

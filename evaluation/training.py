@@ -103,7 +103,7 @@ def train_one(config: ClassifierConfig, train_frame: pd.DataFrame, val_frame: pd
     out = Path(out)
     state = prepare_out(config, out)
     if state == "done":
-        return json.loads((out / "summary.json").read_text())
+        return {"status": "already finished", **json.loads((out / "summary.json").read_text())}
     out.mkdir(parents=True, exist_ok=True)
     write_config(config, out)
     spec = config.preprocess
@@ -126,6 +126,7 @@ def train_one(config: ClassifierConfig, train_frame: pd.DataFrame, val_frame: pd
         optimizer.load_state_dict(saved["optimizer"])
         step, best, stale = int(saved["step"]), tuple(saved["best"]), int(saved["stale"])
         history, best_state = json.loads(saved["history"]), saved["best_model"]
+    status = f"resumed at step {step}" if step else "trained"
 
     bar = tqdm(total=total_steps, initial=step, desc=f"training {config.arm or config.strategy}", unit="step",
                disable=not progress, leave=False)
@@ -161,8 +162,9 @@ def train_one(config: ClassifierConfig, train_frame: pd.DataFrame, val_frame: pd
                               "best_model": best_state}, step)
     bar.close()
     model.load_state_dict(best_state)
-    return _finish(config, model, out, history, step, total_steps, train_frame, val_frame, val_scans,
-                   val_labels, device)
+    summary = _finish(config, model, out, history, step, total_steps, train_frame, val_frame, val_scans,
+                      val_labels, device)
+    return {"status": status, **summary}
 
 
 def _finish(config, model, out, history, step, total_steps, train_frame, val_frame, val_scans, val_labels,
@@ -252,7 +254,7 @@ def train_run(config: ClassifierConfig, train_frame: pd.DataFrame, val_frame: pd
         return train_one(config, train_frame, val_frame, out, cache_dir, device, progress)
     if val_frame is not None:
         raise BadInputError("cross-validation (--folds > 1) uses its own validation folds; drop --val")
-    state = prepare_out(config, out)
+    prepare_out(config, out)  # refuses a folder made with another config
     out.mkdir(parents=True, exist_ok=True)
     write_config(config, out)
     folds = grouped_folds(train_frame, config.task, config.folds, config.seed)
@@ -267,6 +269,6 @@ def train_run(config: ClassifierConfig, train_frame: pd.DataFrame, val_frame: pd
     with atomic_path(out / "cv_predictions.csv") as tmp:
         pd.concat(oof).to_csv(tmp, index=False, float_format="%.6g")
     write_patients(out, train_frame)
-    summary = {"folds": summaries, "resumed": state != "new"}
+    summary = {"folds": summaries}
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -90,8 +90,10 @@ def run_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
         patience=args.patience, folds=args.folds)
     summary = train_run(config, train, val, args.out, args.cache, args.device, not args.quiet)
-    print(f"wrote {args.out} (arm {arm}, seed {args.seed}): "
-          + ", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, list)))
+    for fold, part in enumerate(summary.get("folds", [summary]), start=1):
+        prefix = f"fold {fold}: " if "folds" in summary else ""
+        print(prefix + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in part.items()))
+    print(f"wrote {args.out} (task {config.task}, arm {arm}, seed {config.seed})")
     return 0
 
 
