@@ -17,9 +17,10 @@ from synthscan.commands import ingest
 from synthscan.commands import audit
 from synthscan.commands import mix
 from synthscan.commands import cam, classify, evaluate
+from synthscan.commands import phantom
 from synthscan.errors import BadInputError
 
-COMMANDS = [show, survival, reader_study, train, sample, ingest, audit, mix, classify, cam, evaluate, fidelity]
+COMMANDS = [show, survival, reader_study, train, sample, ingest, audit, mix, classify, cam, evaluate, fidelity, phantom]
 
 
 class _Parser(argparse.ArgumentParser):
