@@ -377,7 +377,7 @@ def draw_pose(rng: np.random.Generator, body: Body, field_length_mm: float) -> B
 # Supine posture: lying on the table the chin drops and the shoulders ride up relative to standing
 # anthropometry (NM1, PHANTOM.md: shoulders at ~15 % and the bladder at ~43-47 % of body length). Knots map
 # reference (standing) y to supine y, both mm from the vertex of the 1700 mm reference body.
-SUPINE_KNOTS = ((0.0, 228.0, 300.0, 840.0, 1215.0, 1700.0), (0.0, 198.0, 248.0, 772.0, 1200.0, 1700.0))
+SUPINE_KNOTS = ((0.0, 228.0, 300.0, 840.0, 1215.0, 1700.0), (0.0, 198.0, 248.0, 755.0, 1190.0, 1700.0))
 
 
 def supine_y(y_ref):
@@ -433,7 +433,7 @@ def pose_point(x: float, y: float, limb: int, body: Body) -> tuple[float, float]
 
 # Trunk outline of the reference body: (y mm from vertex, half-width mm, antero-posterior thickness mm).
 TRUNK = np.array([
-    (268, 62, 115), (290, 120, 140), (305, 160, 160), (330, 178, 198), (420, 165, 230), (520, 152, 225), (620, 140, 205),
+    (268, 62, 115), (290, 120, 140), (305, 160, 160), (330, 180, 205), (420, 168, 245), (520, 155, 235), (620, 140, 205),
     (720, 148, 200), (820, 160, 195), (870, 160, 180), (905, 120, 150),
 ])
 ABDOMEN = (500.0, 840.0)  # where obesity adds most depth
@@ -515,7 +515,7 @@ def soft_tissue(body: Body, shape, spacing_mm) -> tuple[np.ndarray, np.ndarray]:
         def at(x, y, limb):
             return pose_point(side * x, y, limb, body)
 
-        _capsule_into(thickness, shape, spacing_mm, body, at(178, 335, arm), at(200, 600, arm), 60 * s * h,
+        _capsule_into(thickness, shape, spacing_mm, body, at(178, 335, arm), at(200, 600, arm), 64 * s * h,
                       45 * s * h)
         _capsule_into(thickness, shape, spacing_mm, body, at(200, 605, forearm), at(204, 860, forearm),
                       40 * s * h, 28 * s * h ** 0.5)

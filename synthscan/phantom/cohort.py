@@ -30,6 +30,7 @@ from synthscan.scan import Scan, views_key
 
 RIB_UPTAKE = 0.30  # template uptake of ribs (anatomy._half_skeleton), the reference for the heart
 SOFT_TISSUE_PER_MM = 1.6e-3  # soft-tissue emission per mm of water, in skeleton units (calibrated to NM1)
+BLOOD_POOL = 0.12  # projected density of the mediastinal blood pool, skeleton units
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class StudySpec:
     bladder_density: float
     bladder_half_axes_mm: tuple[float, float]
     heart_density: float
+    blood_pool: float
     anterior_counts: float
     activity_mbq: float
     uptake_minutes: float
@@ -150,8 +152,8 @@ def draw_study(patient: Patient, k: int = 0, anterior_counts: float | None = Non
     bone = float(rng.lognormal(0, 0.12)) * AMYLOID_BONE[patient.amyloid_grade]
     soft = SOFT_TISSUE_PER_MM * tracer.soft_tissue * float(rng.lognormal(0, 0.18))
     kidney = 0.30 * tracer.kidney * float(rng.lognormal(0, 0.3))
-    bladder = float(rng.lognormal(np.log(1.2), 0.45))
-    fill = float(rng.uniform(0.6, 1.25))
+    bladder = float(rng.lognormal(np.log(2.8), 0.35))
+    fill = float(rng.uniform(0.7, 1.2))
     if patient.superscan:  # the skeleton takes up the tracer: faint kidneys and bladder, low soft tissue
         bone *= float(rng.uniform(2.5, 3.5))
         soft *= 0.5
@@ -168,7 +170,8 @@ def draw_study(patient: Patient, k: int = 0, anterior_counts: float | None = Non
     return StudySpec(
         patient, k, body, disease, bone, part_scale, int(rng.integers(2 ** 31)), soft,
         (kidney * float(rng.lognormal(0, 0.1)), kidney * float(rng.lognormal(0, 0.1))), bladder,
-        (48 * fill, 34 * fill), heart_density(patient.amyloid_grade, tracer, RIB_UPTAKE * bone, rng), counts,
+        (38 * fill, 28 * fill), heart_density(patient.amyloid_grade, tracer, RIB_UPTAKE * bone, rng),
+        BLOOD_POOL * float(rng.lognormal(0, 0.3)) * (0.5 if patient.superscan else 1.0), counts,
         float(rng.uniform(*site.activity_mbq)), float(rng.uniform(*site.uptake_minutes)))
 
 
@@ -185,6 +188,10 @@ def _organs(spec: StudySpec) -> list[Organ]:
                       angle_deg=12),
         ellipse_organ("bladder", body, (0.0, BLADDER_CENTRE_Y), spec.bladder_half_axes_mm, 0.3, spec.bladder_density),
     ]
+    # Residual blood pool at 2-4 h (a few per cent of the activity): heart chambers and great vessels, liver.
+    organs.append(ellipse_organ("blood_pool", body, (12.0, 430.0), (62 * s, 78 * s), 0.4, spec.blood_pool))
+    organs.append(ellipse_organ("liver", body, (-75.0, 560.0), (85 * s, 62 * s), 0.45, 0.5 * spec.blood_pool,
+                                angle_deg=-15))
     if spec.heart_density > 0:
         organs.append(heart(body, spec.heart_density))
     for spot in spec.disease.hotspots:
@@ -216,8 +223,12 @@ def _truth(spec: StudySpec, organs: list[Organ]) -> dict:
     heart_region = {"row": round(float(row), 1), "col": round(float(col), 1),
                     "half_axes_px": [round(a / site.pixel_spacing_mm, 1) for a in organ.half_axes_mm],
                     "axis_deg": HEART_AXIS_DEG, "grade": spec.patient.amyloid_grade}
+    organ_centres = {}
+    for organ in organs[:3]:  # kidneys and bladder
+        row, col = to_pixels(*organ.centre_mm, body, site.shape, spacing)
+        organ_centres[organ.name] = {"row": round(float(row), 1), "col": round(float(col), 1)}
     return {"study_id": spec.patient.study_id(spec.study_index), "orientation": "canonical (synthscan/scan.py)",
-            "lesions": lesions, "heart": heart_region, "superscan": spec.patient.superscan,
+            "lesions": lesions, "heart": heart_region, "organs": organ_centres, "superscan": spec.patient.superscan,
             "findings": list(spec.disease.findings)}
 
 
@@ -245,6 +256,17 @@ def render(spec: StudySpec, noise: np.random.Generator | None = None) -> Study:
     scan = Scan(counts, spacing, ("anterior", "posterior"),
                 meta={"study_id": spec.patient.study_id(spec.study_index)})
     return Study(spec, scan, _truth(spec, organs))
+
+
+def landmarks(spec: StudySpec) -> dict[str, tuple[float, float]]:
+    """Mean (row, col) of every bone part of the patient's skeleton (for region-of-interest checks)."""
+    site, template = spec.patient.site, skeleton_template()
+    x, y = pose_points(template.x, template.y, template.limb, spec.body)
+    rows, cols = to_pixels(x, y, spec.body, site.shape, (site.pixel_spacing_mm, site.pixel_spacing_mm))
+    count = np.bincount(template.part, minlength=len(PARTS))
+    row = np.bincount(template.part, rows, minlength=len(PARTS)) / np.maximum(count, 1)
+    col = np.bincount(template.part, cols, minlength=len(PARTS)) / np.maximum(count, 1)
+    return {name: (float(row[i]), float(col[i])) for i, name in enumerate(PARTS)}
 
 
 def simulate_patient(site: Site, seed: int, index: int) -> list[Study]:

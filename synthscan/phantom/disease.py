@@ -246,7 +246,7 @@ def bone_multipliers(foci) -> np.ndarray:
 
 # Mean projected myocardial uptake per grade, in units of rib uptake on DPD (Perugini: 1 < bone, 2 ~ bone,
 # 3 > bone); grade 3 also lowers bone uptake (the tracer goes to the heart).
-AMYLOID_HEART = (0.0, 0.45, 1.1, 2.4)
+AMYLOID_HEART = (0.0, 0.5, 1.2, 3.0)
 AMYLOID_BONE = (1.0, 1.0, 0.9, 0.55)
 
 
