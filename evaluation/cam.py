@@ -265,70 +265,65 @@ def cam_report(run, manifest, out, lesions=None, layer: str | None = None, toler
 
 
 METASTATIC_KINDS = ("metastasis", "cold")  # phantom focus kinds that are metastases (benign mimics are not)
-TRUTH_NAMES = ("truth.jsonl", "truth.json", "ground_truth.jsonl", "ground_truth.json", "truth", "ground_truth",
-               "lesions.json")
+TRUTH_NAMES = ("ground_truth.json", "lesions.json")  # what synthscan phantom writes next to its manifest
 
 
-def _truth_records(path):
-    """Records (dicts with ``study_id``) or a plain mapping study_id -> points, from a file or a folder."""
-    import json
-    from pathlib import Path
-
-    from synthscan.errors import BadInputError
-
-    path = Path(path)
-    try:
-        if path.is_dir():
-            return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"))]
-        text = path.read_text()
-        if path.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise BadInputError(f"ground truth is not JSON ({error})", path) from None
-
-
-def find_lesions(manifest, side_file=None, kinds=METASTATIC_KINDS) -> dict | None:
-    """Lesion centres per study (native pixel row, col in the orientation rule) from the ground-truth side
-    file, or None when there is none.
-
-    Accepted: the phantom's per-study records ``{"study_id", "lesions": [{"kind", "row", "col", ...}], "heart"}``
-    (a JSON list, JSON lines, or a folder of one JSON file per study; only lesions of ``kinds`` count), or a
-    mapping study_id -> [[row, col], ...]. Without ``side_file`` the first of ``TRUTH_NAMES`` found next to the
-    manifest is used.
-    """
+def _truth_file(manifest, side_file):
     from pathlib import Path
 
     from synthscan.errors import BadInputError
 
     if side_file:
-        path = Path(side_file)
-        if not path.exists():
-            raise BadInputError("ground-truth side file not found", path)
-    else:
-        path = next((Path(manifest).parent / n for n in TRUTH_NAMES if (Path(manifest).parent / n).exists()), None)
-        if path is None:
-            return None
-    data = _truth_records(path)
-    if isinstance(data, dict) and "study_id" not in data:
-        return {str(study): [tuple(map(float, point[:2])) for point in points] for study, points in data.items()}
-    records = [data] if isinstance(data, dict) else data
+        if not Path(side_file).is_file():
+            raise BadInputError("ground-truth side file not found", side_file)
+        return Path(side_file)
+    folder = Path(manifest).parent
+    return next((folder / name for name in TRUTH_NAMES if (folder / name).is_file()), None)
+
+
+def _truth_records(path) -> dict:
+    """study_id -> record (the phantom's ground_truth.json) or -> [[row, col], ...] (its lesions.json)."""
+    import json
+
+    from synthscan.errors import BadInputError
+
     try:
-        return {str(r["study_id"]): [(float(x["row"]), float(x["col"])) for x in r.get("lesions", [])
-                                     if x.get("kind", "metastasis") in kinds] for r in records}
-    except (KeyError, TypeError) as error:
-        raise BadInputError(f"ground-truth record without {error}", path) from None
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadInputError(f"ground truth is not JSON ({error})", path) from None
+    if isinstance(data, list):  # a list of records
+        data = {str(record.get("study_id")): record for record in data if isinstance(record, dict)}
+    if not isinstance(data, dict):
+        raise BadInputError("ground truth must map study_id to a record or a list of points", path)
+    return data
+
+
+def find_lesions(manifest, side_file=None, kinds=METASTATIC_KINDS) -> dict | None:
+    """Lesion centres per study (native pixel row, col in the orientation rule) from the phantom's ground
+    truth next to the manifest (``ground_truth.json``: only lesions of ``kinds`` count; else ``lesions.json``)
+    or from ``side_file``; None when there is none."""
+    from synthscan.errors import BadInputError
+
+    path = _truth_file(manifest, side_file)
+    if path is None:
+        return None
+    lesions = {}
+    try:
+        for study, entry in _truth_records(path).items():
+            if isinstance(entry, dict):
+                entry = [(x["row"], x["col"]) for x in entry.get("lesions", []) if x.get("kind") in kinds]
+            lesions[str(study)] = [(float(point[0]), float(point[1])) for point in entry]
+    except (KeyError, TypeError, IndexError, ValueError) as error:
+        raise BadInputError(f"unreadable lesion entry ({error!r})", path) from None
+    return lesions
 
 
 def find_hearts(manifest, side_file=None) -> dict | None:
-    """Heart centres per study (native pixel row, col) from the phantom's ground truth, or None."""
-    from pathlib import Path
-
-    path = Path(side_file) if side_file else next(
-        (Path(manifest).parent / n for n in TRUTH_NAMES if (Path(manifest).parent / n).exists()), None)
-    if path is None or not path.exists():
+    """Heart centres per study (native pixel row, col) from the phantom's ground_truth.json, or None."""
+    path = _truth_file(manifest, side_file)
+    if path is None:
         return None
-    data = _truth_records(path)
-    records = [data] if isinstance(data, dict) and "study_id" in data else (data if isinstance(data, list) else [])
-    return {str(r["study_id"]): (float(r["heart"]["row"]), float(r["heart"]["col"]))
-            for r in records if r.get("heart")} or None
+    records = _truth_records(path)
+    hearts = {str(study): (float(r["heart"]["row"]), float(r["heart"]["col"]))
+              for study, r in records.items() if isinstance(r, dict) and r.get("heart")}
+    return hearts or None

@@ -13,6 +13,7 @@ from evaluation.cam import (GradCAM, body_mask, grad_cam, map_peak, overlay_imag
 from evaluation.classifier import ClassifierConfig, build_model, load_model
 from evaluation.data import load_grid_scans, to_grid
 from evaluation.training import train_run
+from synthscan.errors import BadInputError
 from synthscan.io.manifest import read_manifest
 
 
@@ -107,3 +108,23 @@ def test_a_trained_model_points_at_planted_lesions_more_often_than_chance(tmp_pa
     result = pointing_game(maps, targets, sizes, [body_mask(c) for c in scans.counts], tolerance_mm=250.0)
     assert result.n == 30
     assert result.hit_rate > 2 * result.chance_rate and result.p_value < 1e-3, result.summary()
+
+
+def test_ground_truth_side_files_of_the_phantom(tmp_path):
+    """ground_truth.json (records; only metastatic lesions count) is preferred over lesions.json (points)."""
+    from evaluation.cam import find_hearts, find_lesions
+
+    manifest = tmp_path / "manifest.csv"
+    assert find_lesions(manifest) is None and find_hearts(manifest) is None
+    (tmp_path / "lesions.json").write_text(json.dumps({"s1": [[10.0, 5.0]], "s2": []}))
+    assert find_lesions(manifest) == {"s1": [(10.0, 5.0)], "s2": []}
+    record = {"study_id": "s1", "lesions": [{"kind": "metastasis", "row": 10.0, "col": 5.0},
+                                            {"kind": "degenerative", "row": 50.0, "col": 9.0},
+                                            {"kind": "cold", "row": 20.0, "col": 7.5}],
+              "heart": {"row": 30.0, "col": 12.0, "half_axes_px": [5, 3]}}
+    (tmp_path / "ground_truth.json").write_text(json.dumps({"s1": record}))
+    assert find_lesions(manifest) == {"s1": [(10.0, 5.0), (20.0, 7.5)]}
+    assert find_hearts(manifest) == {"s1": (30.0, 12.0)}
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(BadInputError, match="not JSON"):
+        find_lesions(manifest, tmp_path / "bad.json")
