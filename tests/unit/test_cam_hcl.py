@@ -37,7 +37,7 @@ def test_ratio_rises_with_uptake_and_the_roi_finds_the_heart(rng):
     # the contralateral ROI mirrors the heart ROI across the body midline (between columns 63 and 64)
     assert strong.contralateral_centre[0] == strong.heart_centre[0]
     assert strong.heart_centre[1] + strong.contralateral_centre[1] == pytest.approx(127.0)
-    assert strong.radius_px == (45 / 4.8, 45 / 4.8)
+    assert strong.radius_px == (35 / 4.8, 35 / 4.8)
 
 
 def test_a_given_heart_centre_is_used_as_is(rng):
