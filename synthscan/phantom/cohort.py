@@ -232,9 +232,8 @@ def _truth(spec: StudySpec, organs: list[Organ]) -> dict:
             "findings": list(spec.disease.findings)}
 
 
-def render(spec: StudySpec, noise: np.random.Generator | None = None) -> Study:
-    """Render a study: expected counts from anatomy and disease, then Poisson noise (``noise``; seeded from
-    the study if not given)."""
+def expected(spec: StudySpec) -> tuple[np.ndarray, list[Organ]]:
+    """Noise-free images ``(2, H, W)`` of a study (arbitrary scale) and the organs drawn into them."""
     site, body = spec.patient.site, spec.body
     camera = site.camera()
     spacing = camera.pixel_spacing_mm
@@ -249,24 +248,40 @@ def render(spec: StudySpec, noise: np.random.Generator | None = None) -> Study:
     emitters = Emitters(rows, cols, np.concatenate([template.z] + [o.z for o in organs]),
                         np.concatenate([activity] + [o.w for o in organs]))
     thickness, lung = soft_tissue(body, site.shape, spacing)
-    expected = expected_counts(emitters, spec.soft_tissue_per_mm, thickness, lung, camera)
+    return expected_counts(emitters, spec.soft_tissue_per_mm, thickness, lung, camera), organs
+
+
+def render(spec: StudySpec, noise: np.random.Generator | None = None) -> Study:
+    """Render a study: expected counts from anatomy and disease, then Poisson noise (``noise``; seeded from
+    the study if not given)."""
+    site = spec.patient.site
+    camera = site.camera()
+    spacing = camera.pixel_spacing_mm
+    images, organs = expected(spec)
     if noise is None:
         noise = _rng(site, spec.patient.seed, spec.patient.index, 3, spec.study_index)
-    counts = acquire(noise, expected, spec.anterior_counts, camera)
+    counts = acquire(noise, images, spec.anterior_counts, camera)
     scan = Scan(counts, spacing, ("anterior", "posterior"),
                 meta={"study_id": spec.patient.study_id(spec.study_index)})
     return Study(spec, scan, _truth(spec, organs))
 
 
 def landmarks(spec: StudySpec) -> dict[str, tuple[float, float]]:
-    """Mean (row, col) of every bone part of the patient's skeleton (for region-of-interest checks)."""
+    """Mean (row, col) of every bone part of the patient's skeleton (for region-of-interest checks).
+
+    Paired bones are reported per side (``scapula_left``, ``scapula_right``), midline bones by name.
+    """
     site, template = spec.patient.site, skeleton_template()
     x, y = pose_points(template.x, template.y, template.limb, spec.body)
     rows, cols = to_pixels(x, y, spec.body, site.shape, (site.pixel_spacing_mm, site.pixel_spacing_mm))
-    count = np.bincount(template.part, minlength=len(PARTS))
-    row = np.bincount(template.part, rows, minlength=len(PARTS)) / np.maximum(count, 1)
-    col = np.bincount(template.part, cols, minlength=len(PARTS)) / np.maximum(count, 1)
-    return {name: (float(row[i]), float(col[i])) for i, name in enumerate(PARTS)}
+    marks = {}
+    for side, suffix in ((-1, "_right"), (0, ""), (1, "_left")):
+        members = template.side == side
+        count = np.bincount(template.part[members], minlength=len(PARTS))
+        row = np.bincount(template.part[members], rows[members], minlength=len(PARTS)) / np.maximum(count, 1)
+        col = np.bincount(template.part[members], cols[members], minlength=len(PARTS)) / np.maximum(count, 1)
+        marks.update({name + suffix: (float(row[i]), float(col[i])) for i, name in enumerate(PARTS) if count[i]})
+    return marks
 
 
 def simulate_patient(site: Site, seed: int, index: int) -> list[Study]:

@@ -217,11 +217,11 @@ def draw_hotspots(rng: np.random.Generator, rate: float = 1.0) -> list[HotSpot]:
         else:  # dorsum of the hand
             spot = (side * 207.0, rng.uniform(880, 930), FOREARM_L if side > 0 else FOREARM_R)
         hotspots.append(HotSpot("injection", float(spot[0]), float(spot[1]), 0.2, float(rng.uniform(5, 12)),
-                                float(rng.lognormal(np.log(4.0), 0.8)), int(spot[2])))
+                                float(rng.lognormal(np.log(1.0), 0.7)), int(spot[2])))
     if rng.random() < 0.05 * rate:
         x = float(rng.uniform(-120, 120))
         hotspots.append(HotSpot("contamination", x, float(rng.uniform(870, 1100)), float(rng.choice([0.02, 0.98])),
-                                float(rng.uniform(5, 14)), float(rng.lognormal(np.log(5.0), 0.7)), AXIAL))
+                                float(rng.uniform(5, 14)), float(rng.lognormal(np.log(1.2), 0.7)), AXIAL))
     return hotspots
 
 
