@@ -62,6 +62,10 @@ def load_set(path, role: str) -> ScanSet:
 def check_sets(samples: ScanSet, train: ScanSet, holdout: ScanSet | None) -> list[str]:
     """Refuse inputs that would make the audit meaningless; return warnings worth a line in the report."""
     sets = [s for s in (samples, train, holdout) if s is not None]
+    for scan_set in sets:
+        blank = scan_set.frame["views"].isna().to_numpy()
+        if blank.any():
+            raise BadInputError(f"row {int(np.flatnonzero(blank)[0]) + 2}: empty 'views'", scan_set.path)
     views = {s.role: sorted(set(s.frame["views"])) for s in sets}
     if len({tuple(v) for v in views.values()}) != 1 or any(len(v) != 1 for v in views.values()):
         raise BadInputError(f"all scans of an audit must have the same views; found {views}", samples.path)

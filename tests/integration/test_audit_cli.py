@@ -140,6 +140,7 @@ def _edited(manifest: Path, folder: Path, edit) -> Path:
     ("sample is a training study", "both synthetic and train"),
     ("missing file", "not found"),
     ("views differ", "same views"),
+    ("blank views", "row 2: empty 'views'"),
 ])
 def test_bad_input_exits_2_without_output(cohorts, tmp_path, capsys, case, message):
     samples, train = cohorts["samples"], cohorts["train"]
@@ -153,6 +154,8 @@ def test_bad_input_exits_2_without_output(cohorts, tmp_path, capsys, case, messa
         samples = _edited(samples, tmp_path, lambda f: f.assign(path=list(f["path"][:-1]) + ["gone.dcm"]))
     elif case == "views differ":
         samples = _edited(samples, tmp_path, lambda f: f.assign(views="anterior"))
+    elif case == "blank views":
+        samples = _edited(samples, tmp_path, lambda f: f.assign(views=[""] + list(f["views"][1:])))
     out = tmp_path / "out"
     assert audit(cohorts, out, samples=samples, train=train) == 2
     assert message in capsys.readouterr().err
