@@ -159,7 +159,7 @@ def train_one(config: ClassifierConfig, train_frame: pd.DataFrame, val_frame: pd
             bar.set_postfix({name: f"{value:.3f}"})
             checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                               "best": best, "stale": stale, "history": json.dumps(history),
-                              "best_model": best_state}, step)
+                              "best_model": best_state, "config": json.dumps(config.to_dict())}, step)
     bar.close()
     model.load_state_dict(best_state)
     summary = _finish(config, model, out, history, step, total_steps, train_frame, val_frame, val_scans,

@@ -20,31 +20,36 @@ def _grid(text: str) -> tuple[int, int]:
 def register(subparsers):
     parser = subparsers.add_parser("classify", help="train and test downstream classifiers")
     verbs = parser.add_subparsers(dest="classify_command", required=True, metavar="{train,test}")
-    train = verbs.add_parser("train", help="train a classifier run (resumes if --out holds an unfinished run)")
+    train = verbs.add_parser(
+        "train", help="train a classifier run (resumes if --out holds an unfinished run)",
+        description="Settings: defaults < --config TOML (keys of evaluation.classifier.ClassifierConfig) < flags. "
+                    "The resolved config is saved as RUN/config.json, in the weights and in every checkpoint.")
     train.add_argument("--train", required=True, help="training manifest (real, or mixed with synthetic rows)")
     train.add_argument("--val", help="validation manifest (real scans); default: a patient-grouped split of --train")
-    train.add_argument("--task", choices=TASKS, default="metastasis")
-    train.add_argument("--arch", choices=ARCHS, default="resnet18")
-    train.add_argument("--fusion", choices=("channels", "views"), default="channels",
+    train.add_argument("--config", help="TOML file of classifier settings (flags override it)")
+    # None = not given: the value comes from --config, else from the ClassifierConfig default shown.
+    train.add_argument("--task", choices=TASKS, help="default metastasis")
+    train.add_argument("--arch", choices=ARCHS, help="default resnet18")
+    train.add_argument("--fusion", choices=("channels", "views"),
                        help="views as input channels of one backbone (default) or one shared backbone per view")
     train.add_argument("--views", choices=("anterior+posterior", "anterior", "posterior"),
                        help="default: the manifest's views")
-    train.add_argument("--region", choices=("whole", "thorax", "heart"), default="whole")
+    train.add_argument("--region", choices=("whole", "thorax", "heart"), help="default whole")
     train.add_argument("--grid", type=_grid, help="rows x cols per view (default 256x64 whole body, 96x96 thorax, "
                                                   "64x64 heart)")
-    train.add_argument("--strategy", choices=STRATEGIES, default="original")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--strategy", choices=STRATEGIES, help="default original")
+    train.add_argument("--seed", type=int, help="default 0")
     train.add_argument("--arm", help="arm name in predictions (default: real-/mixed- plus the strategy)")
-    train.add_argument("--budget", choices=("steps", "epochs"), default="steps",
+    train.add_argument("--budget", choices=("steps", "epochs"),
                        help="equal optimizer steps across arms (default) or equal epochs")
-    train.add_argument("--steps", type=int, default=250)
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--eval-every", type=int, default=25, help="steps between validation scores")
-    train.add_argument("--patience", type=int, default=6, help="evaluations without improvement before stopping")
-    train.add_argument("--folds", type=int, default=1, help="k-fold cross-validation by patient (k models)")
-    train.add_argument("--device", default="cpu")
+    train.add_argument("--steps", type=int, help="optimizer steps (default 250)")
+    train.add_argument("--epochs", type=int, help="passes over the training set with --budget epochs (default 10)")
+    train.add_argument("--batch-size", type=int, help="default 32")
+    train.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3)")
+    train.add_argument("--eval-every", type=int, help="steps between validation scores (default 25)")
+    train.add_argument("--patience", type=int, help="evaluations without improvement before stopping (default 6)")
+    train.add_argument("--folds", type=int, help="k-fold cross-validation by patient, k models (default 1: none)")
+    train.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     train.add_argument("--threads", type=int, help="torch CPU threads")
     train.add_argument("--cache", help="folder for preprocessed grid counts (default ~/.cache/synthscan)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -63,6 +68,29 @@ def register(subparsers):
     test.set_defaults(func=run_test)
 
 
+FLAGS = ("task", "arch", "fusion", "region", "grid", "strategy", "seed", "arm", "budget", "steps", "epochs",
+         "batch_size", "lr", "eval_every", "patience", "folds")
+
+
+def settings(args) -> dict:
+    """Config values: --config TOML first, then every flag that was given."""
+    import tomllib
+
+    values = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as handle:
+                values = tomllib.load(handle)
+        except FileNotFoundError:
+            raise BadInputError("config file not found", args.config) from None
+        except tomllib.TOMLDecodeError as error:
+            raise BadInputError(f"not valid TOML ({error})", args.config) from None
+    values.update({name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None})
+    if args.views:
+        values["views"] = args.views
+    return values
+
+
 def run_train(args) -> int:
     import torch
 
@@ -74,26 +102,33 @@ def run_train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    values = settings(args)
+    unknown = sorted(set(values) - set(ClassifierConfig.__dataclass_fields__))
+    if unknown:
+        raise BadInputError(f"unknown config key(s) {unknown}", args.config)
+    task = values.setdefault("task", "metastasis")
     train = read_manifest(args.train)
-    task_labels(train, args.task, args.train)
+    task_labels(train, task, args.train)
     val = None
     if args.val:
         val = read_manifest(args.val)
         refuse_synthetic(val, args.val, "validation")
         refuse_overlap(train["patient_id"], val, args.val, "validation")
-        task_labels(val, args.task, args.val)
-    views = VIEW_SETS[args.views] if args.views else manifest_views(train, args.train)
-    arm = args.arm or f"{'mixed' if is_synthetic(train).any() else 'real'}-{args.strategy}"
-    config = ClassifierConfig(
-        task=args.task, arch=args.arch, fusion=args.fusion, views=views, grid=args.grid or default_grid(args.region),
-        region=args.region, strategy=args.strategy, seed=args.seed, arm=arm, budget=args.budget, steps=args.steps,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-        patience=args.patience, folds=args.folds)
+        task_labels(val, task, args.val)
+    views = values.get("views")
+    values["views"] = VIEW_SETS[views] if isinstance(views, str) and views in VIEW_SETS else \
+        (tuple(views) if views else manifest_views(train, args.train))
+    values.setdefault("grid", default_grid(values.get("region", "whole")))
+    values.setdefault("arm", f"{'mixed' if is_synthetic(train).any() else 'real'}-{values.get('strategy', 'original')}")
+    try:
+        config = ClassifierConfig(**values)
+    except TypeError as error:  # a TOML value of the wrong kind
+        raise BadInputError(f"bad config value ({error})", args.config) from None
     summary = train_run(config, train, val, args.out, args.cache, args.device, not args.quiet)
     for fold, part in enumerate(summary.get("folds", [summary]), start=1):
         prefix = f"fold {fold}: " if "folds" in summary else ""
         print(prefix + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in part.items()))
-    print(f"wrote {args.out} (task {config.task}, arm {arm}, seed {config.seed})")
+    print(f"wrote {args.out} (task {config.task}, arm {config.arm}, seed {config.seed})")
     return 0
 
 

@@ -169,3 +169,17 @@ def test_amyloid_grade_model_reports_grades_and_the_hcl_baseline(tmp_path, capsy
     assert synthscan("evaluate", "hcl", "--test", test, "--out", tmp_path / "hcl", "--quiet") == 0
     text = (tmp_path / "hcl" / "summary.md").read_text()
     assert "site-e" in text and "arm **hcl**" in text and "nan" not in text.lower()
+
+
+def test_config_file_with_flags_on_top_and_unknown_keys_refused(world, tmp_path, capsys):
+    config = tmp_path / "clf.toml"
+    config.write_text('arch = "tiny"\ngrid = [64, 16]\nsteps = 8\neval_every = 4\nbatch_size = 8\nseed = 3\n')
+    run = tmp_path / "run"
+    assert synthscan("classify", "train", "--train", world["train"], "--config", config, "--seed", 5,
+                     "--out", run, "--cache", world["cache"], "--quiet") == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["arch"], saved["steps"], saved["seed"]) == ("tiny", 8, 5)
+    config.write_text('arch = "tiny"\nlearning_rate = 0.1\n')
+    assert synthscan("classify", "train", "--train", world["train"], "--config", config, "--out",
+                     tmp_path / "run2") == 2
+    assert "unknown config key(s) ['learning_rate']" in capsys.readouterr().err
