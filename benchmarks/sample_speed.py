@@ -1,0 +1,127 @@
+"""Sampling speed: ``synthscan sample -n N`` with a model versus a stock diffusers pixel-space pipeline.
+
+Measured in one run on one machine (issue 4, "Speed and memory"):
+1. ``synthscan sample --condition metastasis -n N`` with the default model (or ``--model``), DICOM written:
+   wall time, scans per second, peak resident memory of the sampling process (``ru_maxrss`` of the child).
+2. A stock diffusers pipeline: ``UNet2DModel`` with class embeddings and about the same number of
+   parameters as the whole synthscan model (autoencoder + denoiser), in pixel space at the canonical grid the
+   networks generate (2x256x64) and, for reference, at the clinical output matrix (2x1024x256), sampled with
+   ``DPMSolverMultistepScheduler`` in 20 steps with classifier-free guidance (conditional + null in one
+   batch). A few images are timed and the time per image extrapolated (no files written).
+
+Usage: ``python benchmarks/sample_speed.py [--n 5000] [--model DIR] [--out /tmp/bench] [--stock-images 4]``.
+Prints a Markdown block for benchmarks/RESULTS.md and writes ``OUT/sample_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def time_synthscan(n: int, model: str | None, out: Path, batch_size: int) -> dict:
+    if out.exists():
+        shutil.rmtree(out)
+    command = [sys.executable, "-m", "synthscan", "sample", "--condition", "metastasis", "-n", str(n), "--out",
+               str(out), "--quiet", "--batch-size", str(batch_size)]
+    if model:
+        command += ["--model", model]
+    began = time.perf_counter()
+    subprocess.run(command, check=True)
+    seconds = time.perf_counter() - began
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    files = list(out.rglob("*.dcm"))
+    return {"n": n, "files": len(files), "seconds": round(seconds, 1), "scans_per_second": round(n / seconds, 2),
+            "seconds_per_scan": seconds / n, "peak_rss_mib": round(peak_kib / 1024, 1),
+            "bytes_written": sum(f.stat().st_size for f in files)}
+
+
+def stock_unet(parameters: int, views: int, shape):
+    """A diffusers UNet2DModel with class embeddings whose size is closest to ``parameters``."""
+    from diffusers import UNet2DModel
+
+    best = None
+    for width in (16, 24, 32, 40, 48, 56, 64):
+        channels = (width, width * 2, width * 2, width * 4)
+        unet = UNet2DModel(sample_size=tuple(shape), in_channels=views, out_channels=views, block_out_channels=channels,
+                           layers_per_block=1, norm_num_groups=8, num_class_embeds=6,
+                           down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                           up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"))
+        size = sum(p.numel() for p in unet.parameters())
+        if best is None or abs(size - parameters) < abs(best[1] - parameters):
+            best = (unet, size)
+    return best
+
+
+def time_stock(parameters: int, views: int, shape, images: int, steps: int = 20, guidance_scale: float = 2.0) -> dict:
+    import torch
+    from diffusers import DPMSolverMultistepScheduler
+
+    unet, size = stock_unet(parameters, views, shape)
+    unet.eval()
+    scheduler = DPMSolverMultistepScheduler(num_train_timesteps=1000)
+    scheduler.set_timesteps(steps)
+    x = torch.randn(images, views, *shape, generator=torch.Generator().manual_seed(0))
+    labels = torch.cat([torch.full((images,), 2), torch.zeros(images, dtype=torch.long)])
+    began = time.perf_counter()
+    with torch.inference_mode():
+        for t in scheduler.timesteps:
+            both = unet(torch.cat([x, x]), t, class_labels=labels).sample
+            conditional, unconditional = both.chunk(2)
+            x = scheduler.step(unconditional + guidance_scale * (conditional - unconditional), t, x).prev_sample
+    seconds = time.perf_counter() - began
+    return {"shape": [views, *shape], "parameters": size, "images_timed": images, "steps": steps,
+            "guidance": "CFG (2 passes/step)", "seconds_per_image": seconds / images}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--model", help="model folder (default: the bundled model)")
+    parser.add_argument("--out", default="/tmp/synthscan-bench")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--stock-images", type=int, default=2, help="images timed with the stock pipeline")
+    parser.add_argument("--skip-clinical", action="store_true", help="skip the stock pipeline at 2x1024x256")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from synthscan.model.pipeline import SynthscanModel
+    from synthscan.sample import DEFAULT_MODEL
+
+    model = SynthscanModel.from_pretrained(args.model or DEFAULT_MODEL)
+    parameters = sum(p.numel() for p in model.parameters())
+    views, grid, matrix = len(model.views), model.info["grid"], model.info["matrix"]
+    out = Path(args.out)
+    ours = time_synthscan(args.n, args.model, out / "samples", args.batch_size)
+    stock = {"canonical": time_stock(parameters, views, grid, args.stock_images)}
+    if not args.skip_clinical:
+        stock["clinical"] = time_stock(parameters, views, matrix, max(1, args.stock_images // 2))
+    for entry in stock.values():
+        entry["speedup"] = round(entry["seconds_per_image"] / ours["seconds_per_scan"], 1)
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads",
+              "load_average_1min_before_after": os.getloadavg()[0], "model_hash": model.hash,
+              "model_parameters": parameters, "synthscan": ours, "stock": stock}
+    (out / "sample_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"## sample speed ({result['date']}, {result['machine']})\n")
+    print(f"- `synthscan sample --condition metastasis -n {args.n}` (model {model.hash[:8]}, {parameters:,} parameters, "
+          f"DICOM {matrix[0]}x{matrix[1]}): {ours['seconds']:.0f} s, {ours['scans_per_second']:.1f} scans/s, "
+          f"peak RSS {ours['peak_rss_mib']:.0f} MiB, {ours['bytes_written'] / 1e9:.2f} GB written")
+    for name, entry in stock.items():
+        print(f"- stock diffusers UNet2DModel ({entry['parameters']:,} parameters) at {'x'.join(map(str, entry['shape']))}, "
+              f"DPMSolverMultistep {entry['steps']} steps + CFG: {entry['seconds_per_image']:.2f} s/image "
+              f"({entry['images_timed']} timed) -> synthscan is {entry['speedup']}x faster per image")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
