@@ -33,7 +33,7 @@ from scipy import ndimage
 MU_PER_MM = 0.015
 LUNG_DENSITY = 0.26
 FWHM_TO_SIGMA = 1 / (2 * np.sqrt(2 * np.log(2)))
-LAYER_EDGES_MM = (70.0, 125.0, 185.0)  # source-collimator distances separating the depth layers
+LAYER_EDGES_MM = (85.0, 165.0)  # source-collimator distances separating the depth layers
 
 
 @dataclass(frozen=True)
@@ -84,24 +84,48 @@ def water_thickness(thickness: np.ndarray, lung: np.ndarray) -> np.ndarray:
     return thickness - (1 - LUNG_DENSITY) * lung
 
 
-def _splat(index_base: np.ndarray, row: np.ndarray, col: np.ndarray, weight: np.ndarray, shape, n_bins: int):
-    """Bilinear splat of points into ``n_bins`` stacked images (index_base selects the image)."""
-    rows, cols = shape
-    r0 = np.floor(row).astype(np.int64)
-    c0 = np.floor(col).astype(np.int64)
-    fr = (row - r0).astype(np.float32)
-    fc = (col - c0).astype(np.float32)
-    keep = (r0 >= 0) & (r0 < rows - 1) & (c0 >= 0) & (c0 < cols - 1)
-    r0, c0, fr, fc, weight, base = r0[keep], c0[keep], fr[keep], fc[keep], weight[keep], index_base[keep]
-    flat = base * (rows * cols) + r0 * cols + c0
-    index = np.concatenate([flat, flat + 1, flat + cols, flat + cols + 1])
-    values = np.concatenate([weight * (1 - fr) * (1 - fc), weight * (1 - fr) * fc, weight * fr * (1 - fc),
-                             weight * fr * fc])
-    return np.bincount(index, values, minlength=n_bins * rows * cols).reshape(n_bins, rows, cols)
+@dataclass(frozen=True)
+class _Footprint:
+    """Bilinear splatting of points onto the pixel grid, shared by both views (same projection)."""
+
+    index: np.ndarray  # (4 * n,) flat pixel index of each corner
+    weight: np.ndarray  # (4 * n,) bilinear weight of each corner
+    keep: np.ndarray  # points inside the field
+
+    @staticmethod
+    def of(row: np.ndarray, col: np.ndarray, shape) -> "_Footprint":
+        rows, cols = shape
+        r0 = np.floor(row)
+        c0 = np.floor(col)
+        keep = (r0 >= 0) & (r0 < rows - 1) & (c0 >= 0) & (c0 < cols - 1)
+        r0, c0 = r0[keep], c0[keep]
+        fr, fc = row[keep] - r0, col[keep] - c0
+        flat = r0.astype(np.int64) * cols + c0.astype(np.int64)
+        index = np.concatenate([flat, flat + 1, flat + cols, flat + cols + 1])
+        weight = np.concatenate([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
+        return _Footprint(index, weight, keep)
+
+    def splat(self, layer: np.ndarray, activity: np.ndarray, shape, n_layers: int) -> np.ndarray:
+        pixels = shape[0] * shape[1]
+        index = (self.index.reshape(4, -1) + layer[self.keep] * pixels).ravel()
+        values = (self.weight.reshape(4, -1) * activity[self.keep]).ravel()
+        return np.bincount(index, values, minlength=n_layers * pixels).reshape(n_layers, *shape)
 
 
-def _layered_blur(layers: np.ndarray, sigmas_mm: np.ndarray, spacing_mm) -> np.ndarray:
-    """Sum of layers each blurred by its own Gaussian, blurring cumulatively from the widest to the narrowest."""
+def _layered_blur(layers: np.ndarray, sigmas_mm: np.ndarray, spacing_mm, occupied_rows=None) -> np.ndarray:
+    """Sum of layers each blurred by its own Gaussian, blurring cumulatively from the widest to the narrowest.
+
+    Only the rows holding activity (``occupied_rows`` = first, last; plus the blur's reach) are filtered: the
+    rest of the field stays zero.
+    """
+    out = np.zeros(layers.shape[1:], np.float32)
+    if occupied_rows is None:
+        occupied = np.flatnonzero(layers.any(axis=(0, 2)))
+        if occupied.size == 0:
+            return out
+        occupied_rows = (occupied[0], occupied[-1])
+    reach = int(np.ceil(3.5 * max(sigmas_mm) / spacing_mm[0])) + 1
+    band = slice(max(occupied_rows[0] - reach, 0), min(occupied_rows[1] + reach + 1, layers.shape[1]))
     order = np.argsort(sigmas_mm)[::-1]
     total = None
     previous = None
@@ -110,11 +134,22 @@ def _layered_blur(layers: np.ndarray, sigmas_mm: np.ndarray, spacing_mm) -> np.n
             step = np.sqrt(max(previous ** 2 - sigmas_mm[k] ** 2, 0.0))
             if step > 0.05:
                 total = ndimage.gaussian_filter(total, (step / spacing_mm[0], step / spacing_mm[1]), truncate=3.0)
-            total += layers[k]
+            total += layers[k, band]
         else:
-            total = layers[k].astype(np.float32, copy=True)
+            total = layers[k, band].astype(np.float32, copy=True)
         previous = sigmas_mm[k]
-    return ndimage.gaussian_filter(total, (previous / spacing_mm[0], previous / spacing_mm[1]), truncate=3.0)
+    out[band] = ndimage.gaussian_filter(total, (previous / spacing_mm[0], previous / spacing_mm[1]), truncate=3.0)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _upsampling(n_fine: int, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation from cell centres of a coarse grid (``factor`` fine pixels per cell)."""
+    position = (np.arange(n_fine) + 0.5) / factor - 0.5
+    low = np.clip(np.floor(position).astype(np.int64), 0, n_fine // factor - 1)
+    high = np.minimum(low + 1, n_fine // factor - 1)
+    fraction = np.clip(position - low, 0, 1).astype(np.float32)
+    return low, high, fraction
 
 
 def _scatter(primary: np.ndarray, camera: Camera) -> np.ndarray:
@@ -127,8 +162,12 @@ def _scatter(primary: np.ndarray, camera: Camera) -> np.ndarray:
     sigma = camera.scatter_fwhm_mm * FWHM_TO_SIGMA
     coarse = ndimage.gaussian_filter(coarse, (sigma / (camera.pixel_spacing_mm[0] * factor),
                                               sigma / (camera.pixel_spacing_mm[1] * factor)), mode="constant")
-    fine = ndimage.zoom(coarse, factor, order=1, grid_mode=True, mode="nearest") / factor ** 2
-    return fine * (camera.scatter_fraction / (1 - camera.scatter_fraction))
+    coarse = coarse.astype(np.float32) * np.float32(camera.scatter_fraction / (1 - camera.scatter_fraction)
+                                                     / factor ** 2)
+    low, high, fraction = _upsampling(rows, factor)
+    coarse = coarse[low] + (coarse[high] - coarse[low]) * fraction[:, None]
+    low, high, fraction = _upsampling(cols, factor)
+    return coarse[:, low] + (coarse[:, high] - coarse[:, low]) * fraction[None, :]
 
 
 @functools.lru_cache(maxsize=16)
@@ -163,8 +202,16 @@ def expected_counts(emitters: Emitters, soft_tissue_per_mm: float, thickness: np
     # detected photons come from a mean depth of about min(T/2, 1/mu) below the skin.
     pixel_area = spacing[0] * spacing[1] / 4.0
     soft = (soft_tissue_per_mm * pixel_area / MU_PER_MM) * (1 - np.exp(-MU_PER_MM * water))
-    soft_depth = camera.gap_mm + float(np.average(np.minimum(thickness / 2, 1 / MU_PER_MM), weights=soft + 1e-12))
+    soft_total = float(soft.sum())
+    soft_depth = camera.gap_mm + float((np.minimum(thickness / 2, 1 / MU_PER_MM) * soft).sum()) / max(soft_total, 1e-12)
 
+    footprint = _Footprint.of(emitters.row, emitters.col, camera.shape)
+    # Rows that hold any activity: points inside the field and soft tissue.
+    extent = [int(r) for r in np.flatnonzero(thickness.any(axis=1))[[0, -1]]] if thickness.any() else []
+    inside = emitters.row[footprint.keep]
+    if inside.size:
+        extent += [int(inside.min()), int(inside.max()) + 1]
+    first, last = (min(extent), max(extent)) if extent else (0, rows - 1)
     views = []
     for front in (True, False):
         depth_fraction = emitters.z if front else 1 - emitters.z
@@ -172,18 +219,19 @@ def expected_counts(emitters: Emitters, soft_tissue_per_mm: float, thickness: np
         activity = emitters.activity * attenuation
         distance = camera.gap_mm + depth_fraction * path_geometric
         layer = np.searchsorted(LAYER_EDGES_MM, distance)
-        layers = _splat(layer, emitters.row, emitters.col, activity, camera.shape, n_layers).astype(np.float32)
+        layers = footprint.splat(layer, activity, camera.shape, n_layers).astype(np.float32)
         weight = np.bincount(layer, activity, minlength=n_layers)
         mean_distance = np.bincount(layer, activity * distance, minlength=n_layers) / np.maximum(weight, 1e-12)
         soft_layer = int(np.searchsorted(LAYER_EDGES_MM, soft_depth))
         layers[soft_layer] += soft
         total = weight.copy()
-        total[soft_layer] += soft.sum()
-        mean_distance[soft_layer] = ((mean_distance[soft_layer] * weight[soft_layer] + soft_depth * soft.sum())
+        total[soft_layer] += soft_total
+        mean_distance[soft_layer] = ((mean_distance[soft_layer] * weight[soft_layer] + soft_depth * soft_total)
                                      / max(total[soft_layer], 1e-12))
-        used = total > 0
+        used = np.flatnonzero(total > 0)
         sigmas = camera.collimator.fwhm_mm(mean_distance[used]) * FWHM_TO_SIGMA
-        primary = _layered_blur(layers[used], sigmas, spacing)
+        primary = _layered_blur(layers if used.size == n_layers else layers[used], sigmas, spacing,
+                                (first, last))
         views.append(primary + _scatter(primary, camera))
     image = np.stack(views)
     image *= detector_profile(cols, spacing[1], camera.nonuniformity, camera.detector_seed)[None, None, :]

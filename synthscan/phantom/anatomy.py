@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 REFERENCE_HEIGHT_MM = 1700.0
-GRID_MM = 2.0
+GRID_MM = 2.5  # skeleton sampling step; point weights carry their area, so results hardly depend on it
+UNIT_AREA_MM2 = 4.0  # uptake values are per 4 mm^2 of projected area
 
 # Limb groups posed separately; the value is the joint they rotate about (reference mm, x for the patient's left).
 AXIAL, ARM_R, ARM_L, FOREARM_R, FOREARM_L, LEG_R, LEG_L = range(7)
@@ -125,7 +126,7 @@ def _curve(xs, ys, zs, width):
 def _shell(cx, cy, rx, ry, rz, y_max=None, spacing_mm=3.0):
     """Points on an ellipsoid surface (the calvarium): its projection is brighter at the rim, as in scans.
 
-    Sampled at ``spacing_mm`` (one point per spacing^2 of surface); weigh points by (spacing / GRID_MM)^2.
+    Sampled at ``spacing_mm`` (one point per spacing^2 of surface area).
     """
     area = 4 * np.pi * ((rx * ry) ** 1.6 / 3 + (rx * rz) ** 1.6 / 3 + (ry * rz) ** 1.6 / 3) ** (1 / 1.6)
     n = int(area / spacing_mm ** 2)
@@ -165,11 +166,12 @@ def _half_skeleton():
     """Bones of the patient's left side (x > 0) and the midline, as (part, limb, points, uptake) items."""
     items = []
 
-    def add(part, points, uptake, limb=AXIAL):
-        items.append((PART[part], limb, points, uptake))
+    def add(part, points, uptake, limb=AXIAL, area_mm2=GRID_MM ** 2):
+        """``uptake`` per 4 mm^2 of bone; each point stands for ``area_mm2``."""
+        items.append((PART[part], limb, points, uptake * area_mm2 / UNIT_AREA_MM2))
 
     # Skull and face (midline; mirrored later only where marked by x > 0 filtering).
-    add("skull", _shell(0, 98, 76, 98, 96, y_max=150), 0.06 * (3.0 / GRID_MM) ** 2)
+    add("skull", _shell(0, 98, 76, 98, 96, y_max=150), 0.06, area_mm2=9.0)
     add("face", _ellipse(0, 158, 46, 26, z=0.18), 0.3)
     add("face", _ellipse(0, 142, 40, 9, z=0.15), 0.35)  # orbital rims
     add("face", _ellipse(0, 188, 30, 11, z=0.12), 0.45)  # maxilla and teeth
@@ -570,7 +572,7 @@ def ellipse_organ(name, body: Body, centre_ref, half_axes_mm, z, density, angle_
     cx, cy = _place(body, *centre_ref)
     x = cx + a * u * np.cos(angle) - b * v * np.sin(angle)
     y = cy + a * u * np.sin(angle) + b * v * np.cos(angle)
-    w = np.full(u.size, density * np.pi * a * b / u.size / GRID_MM ** 2)
+    w = np.full(u.size, density * np.pi * a * b / u.size / UNIT_AREA_MM2)
     return Organ(name, x, y, np.full(u.size, float(z)), w, (cx, cy), (a, b))
 
 
@@ -585,5 +587,5 @@ def heart(body: Body, density: float) -> Organ:
     y = cy + long_axis * u * np.sin(angle) + short_axis * v * np.cos(angle)
     z = 0.33 + d * depth_axis / (220 * body.depth)
     area = np.pi * long_axis * short_axis
-    w = np.full(u.size, density * area / u.size / GRID_MM ** 2)
+    w = np.full(u.size, density * area / u.size / UNIT_AREA_MM2)
     return Organ("heart", x, y, z, w, (cx, cy), (long_axis, short_axis))
