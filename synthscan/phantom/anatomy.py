@@ -210,7 +210,7 @@ def _half_skeleton():
     add("sternum", _capsule((0, 358), (0, 470), 12, 10, z0=0.06, z1=0.09), 0.3)
     for level, y_posterior in enumerate(thoracic_levels, start=1):
         add("ribs", _rib(level, y_posterior), 0.3)
-        add("ribs", _rib_neck(level, y_posterior), 0.15)
+        add("ribs", _rib_neck(level, y_posterior), 0.08)
     clavicle_x = np.linspace(22, 175, 30)
     add("clavicle", _curve(clavicle_x, 306 - 14 * np.sin(np.linspace(0, np.pi, 30)) - 0.03 * (clavicle_x - 22),
                            np.linspace(0.08, 0.45, 30), 9.0), 0.3)
@@ -233,8 +233,8 @@ def _half_skeleton():
     add("femur", _capsule((92, 845), (134, 872), 16, z0=0.5), 0.6, LEG_L)
     add("femur", _ellipse(148, 864, 19, 24, z=0.55), 0.55, LEG_L)  # greater trochanter
     add("femur", _capsule((135, 885), (98, 1180), 15, 14, z0=0.5), 0.28, LEG_L)
-    add("knee", _ellipse(96, 1200, 40, 26, z=0.5), 0.45, LEG_L)
-    add("knee", _ellipse(95, 1238, 40, 16, z=0.5), 0.4, LEG_L)
+    add("knee", _ellipse(96, 1200, 40, 26, z=0.5), 0.36, LEG_L)
+    add("knee", _ellipse(95, 1238, 40, 16, z=0.5), 0.32, LEG_L)
     add("patella", _ellipse(96, 1192, 21, 24, z=0.05), 0.35, LEG_L)
     add("tibia", _capsule((95, 1255), (90, 1595), 14, 12, z0=0.45), 0.27, LEG_L)
     add("fibula", _capsule((130, 1250), (121, 1605), 6, z0=0.6), 0.12, LEG_L)

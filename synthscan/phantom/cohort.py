@@ -22,7 +22,7 @@ from synthscan.phantom.anatomy import (BLADDER_CENTRE_Y, HEART_AXIS_DEG, KIDNEY_
                                        bone_texture, draw_body, draw_pose,
                                        ellipse_organ, heart, pose_point, pose_points, skeleton_template, soft_tissue,
                                        to_pixels)
-from synthscan.phantom.disease import (AMYLOID_BONE, TRACERS, Disease, Focus, HotSpot, bone_multipliers,
+from synthscan.phantom.disease import (AMYLOID_BONE, TRACERS, Disease, Focus, bone_multipliers,
                                        draw_benign, draw_hotspots, draw_lesion_count, draw_metastases, draw_survival,
                                        hazard_score, heart_density, superscan_foci)
 from synthscan.phantom.sites import Site
