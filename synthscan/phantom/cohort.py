@@ -399,7 +399,7 @@ def existing_run(out: Path, request: dict) -> bool:
     from synthscan.errors import BadInputError
 
     out = Path(out)
-    if not out.exists():
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):  # an empty folder is replaced
         return False
     marker = out / REQUEST_FILE
     try:

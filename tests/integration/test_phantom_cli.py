@@ -95,6 +95,9 @@ def test_rerun_of_a_complete_run_is_a_no_op_and_other_content_is_refused(archive
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert _run("--site", "elm-mdp", "--n-patients", 1, "--out", tmp_path / "busy", "--seed", 7) == 2
     assert "other files" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()  # an empty folder is fine
+    assert _run("--site", "elm-mdp", "--n-patients", 1, "--out", tmp_path / "empty", "--seed", 7) == 0
+    assert (tmp_path / "empty" / "manifest.csv").is_file()
 
 
 def test_bad_input_exits_2_without_output(tmp_path, capsys):
