@@ -7,6 +7,12 @@ becomes ``OUT/dicom/<patient pseudonym>/<study pseudonym>.dcm`` (NM multi-frame,
 fresh by ``write_scan`` from the de-identified attributes of :func:`synthscan.io.deid.carried_meta`;
 ``OUT/manifest.csv`` has one row per study, identifiers are pseudonyms only.
 
+How the archive stores its studies (:mod:`synthscan.io.archive`): single-view mode, posterior views stored
+mirrored, both views side by side in one image, a pairing file for one-file-per-view studies that attributes
+do not pair (``pairing``), and rectangles of burned-in text to zero (``mask_burned_in``; images marked
+BurnedInAnnotation=YES are then accepted, and the manifest's extra columns ``burned_in_mask`` and
+``masked_counts`` record what was zeroed).
+
 Output folder:
 - ``deid.key``: the secret project key, created on the first run unless ``key_path`` names one elsewhere.
   It is the only file in ``OUT`` that must not be shared (with it, guessed identifiers can be confirmed).
@@ -42,11 +48,12 @@ import pandas as pd
 
 from synthscan import __version__
 from synthscan.errors import BadInputError
+from synthscan.io.archive import StorageOptions, format_mask, read_pairing, read_study
 from synthscan.io.atomic import atomic_dir, write_text
 from synthscan.io.deid import (Deidentifier, carried_meta, check_burned_in, key_fingerprint, load_or_create_key,
                                patient_key)
 from synthscan.io.manifest import ALLOWED, FLOAT_COLUMNS, INTEGER_COLUMNS, read_manifest, write_manifest
-from synthscan.scan import views_key
+from synthscan.scan import VIEWS, views_key
 
 KEY_FILE = "deid.key"
 RECORD_FILE = "ingest.json"
@@ -63,6 +70,7 @@ class _Study:
     patient: str = ""
     meta: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
+    file_views: dict = field(default_factory=dict)  # {file: view} from a pairing file
 
 
 @dataclass(frozen=True)
@@ -107,8 +115,10 @@ def _read_header(path: Path):
     return ds
 
 
-def _group(files, deid: Deidentifier, allow_burned_in: bool, reject, rejected_uids: set) -> dict[str, _Study]:
+def _group(files, deid: Deidentifier, allow_burned_in: bool, reject, rejected_uids: set,
+           pairing: dict | None = None) -> dict[str, _Study]:
     studies: dict[str, _Study] = {}
+    paired = []
     for path in files:
         try:
             ds = _read_header(path)
@@ -122,14 +132,52 @@ def _group(files, deid: Deidentifier, allow_burned_in: bool, reject, rejected_ui
             rejected_uids.add(uid)
             reject([path], error)
             continue
-        study = studies.get(uid)
-        if study is None:
-            study = studies[uid] = _Study(uid, accession=str(ds.get("AccessionNumber", "") or "").strip(),
-                                          patient=patient_key(ds), meta=carried_meta(ds, deid))
-        elif patient_key(ds) != study.patient:
-            raise BadInputError(f"files of one study name different patients (see {study.files[0].name})", path)
-        study.files.append(path)
+        if pairing and path.resolve() in pairing:
+            paired.append((path, ds))
+        else:
+            _add(studies, uid, path, ds, deid)
+    if paired:
+        _add_paired(studies, paired, pairing, deid)
     return studies
+
+
+def _add(studies: dict, uid: str, path: Path, ds, deid: Deidentifier) -> _Study:
+    study = studies.get(uid)
+    if study is None:
+        study = studies[uid] = _Study(uid, accession=str(ds.get("AccessionNumber", "") or "").strip(),
+                                      patient=patient_key(ds), meta=carried_meta(ds, deid))
+    elif patient_key(ds) != study.patient:
+        raise BadInputError(f"files of one study name different patients (see {study.files[0].name})", path)
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":  # allowed: the copy says so too
+        study.meta["burned_in_annotation"] = "YES"
+    study.files.append(path)
+    return study
+
+
+def _add_paired(studies: dict, paired: list, pairing: dict, deid: Deidentifier) -> None:
+    """Group the listed files by study key. A study takes the identity (StudyInstanceUID, accession, patient)
+    of its anterior file (else its posterior one); one StudyInstanceUID gives at most one study."""
+    attribute_uids = set(studies)
+    groups: dict[str, list] = {}
+    for path, ds in paired:
+        key, view = pairing[path.resolve()]
+        groups.setdefault(key, []).append((VIEWS.index(view), view, path, ds))
+    keys_of: dict[str, str] = {}
+    for key, members in groups.items():
+        members.sort(key=lambda member: member[0])
+        for _, _, path, ds in members:
+            uid = str(ds.StudyInstanceUID).strip()
+            if uid in attribute_uids:
+                raise BadInputError(f"{studies[uid].files[0].name} is not in the pairing file but belongs to the "
+                                    "same StudyInstanceUID as this listed file: list every file of a study, or "
+                                    "none", path)
+        uid = str(members[0][3].StudyInstanceUID).strip()
+        if uid in keys_of:
+            raise BadInputError(f"study keys {keys_of[uid]!r} and {key!r} of the pairing file start from files of "
+                                "one StudyInstanceUID, which can hold only one study", members[0][2])
+        keys_of[uid] = key
+        for _, view, path, ds in members:
+            _add(studies, uid, path, ds, deid).file_views[path] = view
 
 
 # ---------------------------------------------------------------------------------------------- labels
@@ -322,15 +370,24 @@ def _open_out(out: Path, key_path):
 
 
 def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterior"), skip_bad=False,
-           allow_burned_in=False, posterior_mirrored=False, site=None, progress=True, workers=None) -> IngestResult:
+           allow_burned_in=False, posterior_mirrored=False, site=None, progress=True, workers=None,
+           side_by_side=False, split_column=None, pairing=None, mask_burned_in=()) -> IngestResult:
     """Ingest ``source`` into ``out`` (see the module docstring); return where the manifest is.
 
     ``workers`` processes read and write the studies (default: the CPU count, at most 8; 1 = in process).
+    ``side_by_side``/``split_column``, ``pairing`` (a CSV file) and ``mask_burned_in`` (regions, see
+    :func:`synthscan.io.archive.parse_region`) describe the archive's storage (:mod:`synthscan.io.archive`).
     """
     from tqdm import tqdm
 
     source, out = Path(source), Path(out)
+    if split_column is not None and not side_by_side:
+        raise BadInputError("a split column needs side-by-side storage (--side-by-side)")
+    if pairing is not None and side_by_side:
+        raise BadInputError("a pairing file pairs one file per view; side-by-side files hold both views")
+    options = StorageOptions(tuple(views), posterior_mirrored, side_by_side, split_column, tuple(mask_burned_in))
     files = _files(source, out)
+    pairs = read_pairing(pairing, source) if pairing is not None else None
     labels_frame = _read_labels(Path(labels)) if labels is not None else None
     new_key = Path(key_path) if key_path and not Path(key_path).exists() else None
     key, fresh, old_rows, accessions = _open_out(out, key_path)
@@ -342,7 +399,7 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
         deid = Deidentifier(key)
         reject = _Rejects(deid, source, skip_bad)
         rejected_uids: set[str] = set()
-        studies = _group(files, deid, allow_burned_in, reject, rejected_uids)
+        studies = _group(files, deid, allow_burned_in or bool(options.mask), reject, rejected_uids, pairs)
         if labels_frame is not None:
             _attach_labels(labels_frame, Path(labels), studies, deid, old_rows, accessions, reject, rejected_uids,
                            skip_bad)
@@ -357,7 +414,8 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
             else:
                 relative = f"{DICOM_FOLDER}/{study.meta['patient_id']}/{study_id}.dcm"
                 todo.append((study, study_id, relative))
-        tasks = [(s.files, tuple(views), posterior_mirrored, staging / r, s.meta) for s, _, r in todo]
+        tasks = [(s.files, s.file_views, options, staging / r, _masked_meta(s.meta, options))
+                 for s, _, r in todo]
         with _mapper(workers, len(tasks)) as mapper:
             results = tqdm(mapper(_convert, tasks), total=len(tasks), desc="ingest", unit="study", file=sys.stderr,
                            disable=not progress or None)
@@ -365,7 +423,7 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
                 if isinstance(result, BadInputError):
                     reject(study.files, result)
                     continue
-                rows[study_id] = _manifest_row(study, study_id, relative, result, site)
+                rows[study_id] = _manifest_row(study, study_id, relative, result, site, options)
                 if study.accession:
                     accessions[deid.accession_pseudonym(study.accession)] = study_id
         new = len(rows) - len(old_rows)
@@ -407,21 +465,34 @@ def _mapper(workers, n_tasks):
         yield lambda function, tasks: pool.map(function, tasks, chunksize=4)
 
 
+def _masked_meta(meta: dict, options: StorageOptions) -> dict:
+    """Canonical-file attributes; a mask declares the Clean Pixel Data Option and BurnedInAnnotation NO."""
+    if not options.mask:
+        return meta
+    how = dict(meta["deidentified"])
+    how["codes"] = tuple(how["codes"]) + (("113101", "Clean Pixel Data Option"),)
+    how["method"] = list(how["method"]) + [f"burned-in regions zeroed {format_mask(options.mask)}"[:64]]
+    return {**meta, "deidentified": how, "burned_in_annotation": "NO"}
+
+
 def _convert(task):
     """Read one study and write its canonical file; a summary for the manifest, or the BadInputError."""
-    from synthscan.io.dicom import read_scan, write_scan
+    from synthscan.io.dicom import write_scan
 
-    files, views, posterior_mirrored, target, meta = task
+    files, file_views, options, target, meta = task
     try:
-        scan = read_scan(files, views=views, posterior_mirrored=posterior_mirrored)
+        scan = read_study(files, options, file_views)
     except BadInputError as error:
         return error
     write_scan(target, scan, meta)
-    return {"views": views_key(scan.views), "rows": scan.shape[0], "cols": scan.shape[1],
-            "pixel_spacing_mm": scan.pixel_spacing_mm[0], "total_counts": scan.total_counts}
+    summary = {"views": views_key(scan.views), "rows": scan.shape[0], "cols": scan.shape[1],
+               "pixel_spacing_mm": scan.pixel_spacing_mm[0], "total_counts": scan.total_counts}
+    if options.mask:
+        summary["masked_counts"] = int(round(scan.meta["masked_counts"]))
+    return summary
 
 
-def _manifest_row(study: _Study, study_id: str, relative: str, scan: dict, site) -> dict:
+def _manifest_row(study: _Study, study_id: str, relative: str, scan: dict, site, options: StorageOptions) -> dict:
     meta = study.meta
     camera = " ".join(v for v in (meta.get("manufacturer"), meta.get("manufacturer_model"),
                                   meta.get("collimator")) if v)
@@ -431,5 +502,7 @@ def _manifest_row(study: _Study, study_id: str, relative: str, scan: dict, site)
         "uptake_minutes": meta.get("uptake_minutes"), "age_years": meta.get("patient_age_years"),
         "sex": meta.get("patient_sex"), "synthetic": 0, "source": "real",
     }
+    if options.mask:
+        row["burned_in_mask"] = format_mask(options.mask)
     row.update(study.labels)
     return {k: (pd.NA if v is None else v) for k, v in row.items()}

@@ -25,6 +25,18 @@ def register(subparsers):
                         help="the archive stores posterior views already mirrored to the front")
     parser.add_argument("--allow-burned-in", action="store_true",
                         help="accept images marked BurnedInAnnotation=YES (check them for identifying text)")
+    parser.add_argument("--mask-burned-in", action="append", default=[], metavar="ROW0:ROW1,COL0:COL1",
+                        help="zero this rectangle of every stored image before writing (burned-in text; 0-based, "
+                             "end exclusive, empty end = image edge, e.g. 0:40,: ); repeatable; accepts "
+                             "BurnedInAnnotation=YES images; recorded in the manifest (burned_in_mask, masked_counts)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="each file holds both views side by side in one image (anterior left), split at "
+                             "--split-column or at the empty columns found between them")
+    parser.add_argument("--split-column", type=int, metavar="N",
+                        help="first column of the posterior half in side-by-side images (default: detected)")
+    parser.add_argument("--pairing", metavar="CSV",
+                        help="CSV with columns file (relative to SRC), study_key, view (anterior/posterior) that "
+                             "pairs one-file-per-view studies whose attributes do not pair them")
     parser.add_argument("--workers", type=int, help="processes reading and writing studies (default: CPU count, "
                                                     "at most 8; 1 = no extra processes)")
     parser.set_defaults(func=run)
@@ -32,10 +44,13 @@ def register(subparsers):
 
 def run(args) -> int:
     from synthscan.ingest import ingest
+    from synthscan.io.archive import parse_region
 
     result = ingest(args.source, args.out, labels=args.labels, key_path=args.key, views=VIEW_SETS[args.views],
                     skip_bad=args.skip_bad, allow_burned_in=args.allow_burned_in,
-                    posterior_mirrored=args.posterior_mirrored, site=args.site, workers=args.workers)
+                    posterior_mirrored=args.posterior_mirrored, site=args.site, workers=args.workers,
+                    side_by_side=args.side_by_side, split_column=args.split_column, pairing=args.pairing,
+                    mask_burned_in=[parse_region(text) for text in args.mask_burned_in])
     skipped = f", {result.n_rejected_files} file(s) skipped (rejects.csv)" if args.skip_bad else ""
     print(f"ingested {result.n_new} new of {result.n_studies} studies{skipped} -> {result.manifest}")
     return 0

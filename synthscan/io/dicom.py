@@ -56,6 +56,7 @@ META_KEYS = frozenset({
     "manufacturer", "manufacturer_model", "device_serial_number", "software_versions", "tracer", "activity_mbq",
     "uptake_minutes", "collimator", "camera", "frame_duration_ms", "scan_velocity_mm_s", "series_description",
     "study_description", "patient_comments", "posterior_mirrored", "synthetic", "deidentified",
+    "burned_in_annotation",
 })
 
 
@@ -161,6 +162,8 @@ def _nm_dataset(scan: Scan, meta: dict) -> Dataset:
         ds.DeidentificationMethodCodeSequence = DicomSequence([_code_item(v, "DCM", m) for v, m in codes])
         if how.get("dates_modified"):
             ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    if meta.get("burned_in_annotation"):  # "YES" (text may remain) or "NO" (cleaned); absent = unknown
+        ds.BurnedInAnnotation = meta["burned_in_annotation"]
     if synthetic is not None:
         ds.BurnedInAnnotation = "NO"
         ds.ImageComments = SYNTHETIC_MARKER + "; " + "; ".join(f"{k}={v}" for k, v in dict(synthetic).items())
@@ -385,30 +388,60 @@ def _file_views(ds: Dataset, frames: np.ndarray, path, wanted, single_file: bool
         return ["anterior", "posterior"], split_side_by_side(frames[0], split_column, path)
     try:
         return frame_views(ds, path), list(frames)
-    except BadInputError:
+    except BadInputError as error:
         if len(frames) == 1 and len(wanted) == 1 and single_file:
             return list(wanted), list(frames)  # single-view mode: the user says which view this is
+        if len(frames) == 1 and single_file:
+            message = str(error).removeprefix(f"{error.path}: ")
+            raise BadInputError(f"{message}; a one-view study needs single-view mode (--views anterior or "
+                                "--views posterior)", path) from None
         raise
 
 
+def mask_frames(frames: np.ndarray, regions, path=None) -> tuple[np.ndarray, float]:
+    """Zero rectangles of every frame (burned-in text); return the frames and the counts removed.
+
+    ``regions`` holds ``(row0, row1, col0, col1)`` in stored-pixel coordinates of the file's image (as a
+    DICOM viewer shows it, before views are split or mirrored), ends exclusive, ``None`` for an image edge.
+    """
+    frames = np.array(frames, dtype=np.float32, copy=True)
+    rows, cols = frames.shape[-2:]
+    removed = 0.0
+    for row0, row1, col0, col1 in regions:
+        row0, col0 = row0 or 0, col0 or 0
+        row1, col1 = rows if row1 is None else row1, cols if col1 is None else col1
+        if not (0 <= row0 < row1 <= rows and 0 <= col0 < col1 <= cols):
+            raise BadInputError(f"mask region rows {row0}:{row1}, columns {col0}:{col1} does not fit the "
+                                f"{rows}x{cols} image", path)
+        removed += float(frames[:, row0:row1, col0:col1].sum(dtype=np.float64))
+        frames[:, row0:row1, col0:col1] = 0
+    return frames, removed
+
+
 def read_scan(paths, views: Sequence[str] | None = None, posterior_mirrored: bool = False,
-              side_by_side: bool = False, split_column: int | None = None) -> Scan:
+              side_by_side: bool = False, split_column: int | None = None, mask=None) -> Scan:
     """Read one study from one multi-frame file or one file per view; return it in the orientation rule.
 
     ``views`` selects views (e.g. ``("anterior",)`` for single-view mode; a one-frame file whose view is not
     recorded is then taken as that view); by default both are required. ``posterior_mirrored`` says the
     archive stores posterior images already mirrored to the front. ``side_by_side`` says one image holds
     anterior (left) and posterior (right) next to each other (split at ``split_column`` or detected).
+    ``mask`` zeroes regions of every stored image first (see :func:`mask_frames`); the scan's
+    ``meta["masked_counts"]`` then says how many counts were removed from the images read.
     """
     paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if not paths:
         raise BadInputError("no files for this study")
     wanted = tuple(views) if views else ("anterior", "posterior")
     found: dict[str, tuple[np.ndarray, tuple[float, float], Path]] = {}
+    masked_counts = 0.0
     for path in paths:
         ds = read_dataset(path)
-        names, frames = _file_views(ds, dataset_frames(ds, path), path, wanted, len(paths) == 1, side_by_side,
-                                    split_column)
+        frames = dataset_frames(ds, path)
+        if mask:
+            frames, removed = mask_frames(frames, mask, path)
+            masked_counts += removed
+        names, frames = _file_views(ds, frames, path, wanted, len(paths) == 1, side_by_side, split_column)
         if len(names) != len(frames):
             raise BadInputError(f"{len(frames)} frames but {len(names)} views described", path)
         spacing = dataset_spacing(ds, path)
@@ -422,7 +455,7 @@ def read_scan(paths, views: Sequence[str] | None = None, posterior_mirrored: boo
     missing = [v for v in wanted if v not in found]
     if missing:
         raise BadInputError(f"study lacks the {' and '.join(missing)} view (found: {sorted(found) or 'none'}); "
-                            "use single-view mode (views=anterior) for one-view studies", paths[0])
+                            "use single-view mode (--views anterior) for one-view studies", paths[0])
     shapes = {found[v][0].shape for v in wanted}
     if len(shapes) != 1:
         raise BadInputError(f"views have different matrices {sorted(shapes)}", paths[0])
@@ -430,4 +463,4 @@ def read_scan(paths, views: Sequence[str] | None = None, posterior_mirrored: boo
     if len(spacings) != 1:
         raise BadInputError(f"views have different pixel spacings {sorted(spacings)}", paths[0])
     counts = np.stack([found[v][0] for v in wanted])
-    return Scan(counts, spacings.pop(), wanted)
+    return Scan(counts, spacings.pop(), wanted, {"masked_counts": masked_counts} if mask else {})
