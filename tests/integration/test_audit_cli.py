@@ -75,6 +75,10 @@ def test_audit_report_flags_planted_copies_and_leaks_no_identifier(cohorts, tmp_
     assert pixel["n_reference"] == 30 and pixel["order_statistic_k"] == 1
     assert pixel["near_copies"]["flagged"] == table["pixel_flagged"].sum() >= 2
     assert 0 <= pixel["near_copies"]["ci_low"] <= pixel["near_copies"]["rate"] <= pixel["near_copies"]["ci_high"]
+    assert [t["test"] for t in report["tests"]] == ["near-copies (pixel)", "data-copying (pixel)",
+                                                    "membership nn-distance (pixel)"]
+    assert report["settings"]["alpha_per_test"] == pytest.approx(0.05 / 3)
+    assert report["memorization_detected"] == any(t["p_value"] < 0.05 / 3 for t in report["tests"])
     [attack] = report["membership"]
     assert attack["attack"] == "nn-distance (pixel)" and attack["ci_low"] <= attack["estimate"] <= attack["ci_high"]
     assert (attack["n_members"], attack["n_nonmembers"]) == (40, 30)
