@@ -26,3 +26,15 @@ def dciodvfy():
     if path is None:
         pytest.skip("dciodvfy (Debian dicom3tools) not installed")
     return path
+
+
+@pytest.fixture(scope="session")
+def toy_phantom_cohort(tmp_path_factory):
+    """A small phantom archive (site elm-mdp, 512x128, 8 patients): manifest path; read-only for tests."""
+    from synthscan.cli import main
+
+    out = tmp_path_factory.mktemp("toy-phantom") / "elm"
+    assert main(["phantom", "--site", "elm-mdp", "--n-patients", "8", "--out", str(out), "--seed", "11",
+                 "--quiet"]) == 0
+    return out / "manifest.csv"
+

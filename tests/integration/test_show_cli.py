@@ -39,3 +39,16 @@ def test_show_bad_input_exits_2(tmp_path, capsys):
     assert main(["show", str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")]) == 2
     assert "no DICOM files" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_show_phantom_manifest_captions_labels(toy_phantom_cohort, tmp_path, capsys):
+    from synthscan.commands.show import _caption
+    from synthscan.io.manifest import read_manifest
+
+    out = tmp_path / "sheet.png"
+    assert main(["show", str(toy_phantom_cohort), "--out", str(out), "--max", "4"]) == 0
+    assert "4 scans" in capsys.readouterr().out
+    frame = read_manifest(toy_phantom_cohort)
+    captions = [_caption(row) for row in frame.to_dict("records")]
+    assert all("elm-mdp" in c for c in captions)
+    assert all(("normal" in c) or ("metastasis" in c) or ("amyloid" in c) for c in captions)
