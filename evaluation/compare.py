@@ -213,7 +213,7 @@ def write_test_summary(predictions: pd.DataFrame, out, baseline: pd.DataFrame | 
             row["grade_accuracy"] = metrics.accuracy(part["grade"], part["predicted_grade"]).summary()
             try:
                 row["grade_kappa"] = metrics.cohen_kappa(part["grade"], part["predicted_grade"], "linear").summary()
-            except Exception as error:  # one class everywhere: say why
+            except BadInputError as error:  # one class everywhere: say why
                 row["grade_kappa"] = str(error)
         if baseline is not None:
             row.update(_baseline_cells(part, baseline))
