@@ -48,7 +48,7 @@ import pandas as pd
 
 from synthscan import __version__
 from synthscan.errors import BadInputError
-from synthscan.io.archive import StorageOptions, format_mask, read_pairing, read_study
+from synthscan.io.archive import StorageOptions, format_mask, masked_meta, read_pairing, read_study
 from synthscan.io.atomic import atomic_dir, write_text
 from synthscan.io.deid import (Deidentifier, carried_meta, check_burned_in, key_fingerprint, load_or_create_key,
                                patient_key)
@@ -414,7 +414,7 @@ def ingest(source, out, labels=None, key_path=None, views=("anterior", "posterio
             else:
                 relative = f"{DICOM_FOLDER}/{study.meta['patient_id']}/{study_id}.dcm"
                 todo.append((study, study_id, relative))
-        tasks = [(s.files, s.file_views, options, staging / r, _masked_meta(s.meta, options))
+        tasks = [(s.files, s.file_views, options, staging / r, masked_meta(s.meta, options))
                  for s, _, r in todo]
         with _mapper(workers, len(tasks)) as mapper:
             results = tqdm(mapper(_convert, tasks), total=len(tasks), desc="ingest", unit="study", file=sys.stderr,
@@ -463,16 +463,6 @@ def _mapper(workers, n_tasks):
 
     with ProcessPoolExecutor(max_workers=workers, initializer=_quiet) as pool:
         yield lambda function, tasks: pool.map(function, tasks, chunksize=4)
-
-
-def _masked_meta(meta: dict, options: StorageOptions) -> dict:
-    """Canonical-file attributes; a mask declares the Clean Pixel Data Option and BurnedInAnnotation NO."""
-    if not options.mask:
-        return meta
-    how = dict(meta["deidentified"])
-    how["codes"] = tuple(how["codes"]) + (("113101", "Clean Pixel Data Option"),)
-    how["method"] = list(how["method"]) + [f"burned-in regions zeroed {format_mask(options.mask)}"[:64]]
-    return {**meta, "deidentified": how, "burned_in_annotation": "NO"}
 
 
 def _convert(task):

@@ -103,6 +103,17 @@ def read_pairing(path, source) -> dict[Path, tuple[str, str]]:
     return pairing
 
 
+def masked_meta(meta: dict, options: StorageOptions) -> dict:
+    """``write_scan`` meta for a study read under ``options``: a mask declares the Clean Pixel Data Option
+    (PS3.15 CID 7050 code 113101) and BurnedInAnnotation NO."""
+    if not options.mask:
+        return meta
+    how = dict(meta["deidentified"])
+    how["codes"] = tuple(how["codes"]) + (("113101", "Clean Pixel Data Option"),)
+    how["method"] = list(how["method"]) + [f"burned-in regions zeroed {format_mask(options.mask)}"[:64]]
+    return {**meta, "deidentified": how, "burned_in_annotation": "NO"}
+
+
 def _recorded_views(path: Path) -> list[str] | None:
     import pydicom
 
