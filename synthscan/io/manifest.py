@@ -116,7 +116,7 @@ def write_manifest(frame: pd.DataFrame, path) -> Path:
     validate_manifest(frame, path)
     ordered = list(COLUMNS) + [c for c in frame.columns if c not in COLUMNS]
     with atomic_path(path) as tmp:
-        frame[ordered].to_csv(tmp, index=False, float_format="%.6g")
+        frame[ordered].to_csv(tmp, index=False, float_format="%.10g")
     return path
 
 
