@@ -124,12 +124,12 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
     existing = _check_out_folder(request.out, model.hash)
     state = PartialState(cpu=True)  # sampling runs on CPU; cpu=True also lets torchrun start gloo processes
     seeds = list(range(request.seed + state.process_index, request.seed + request.n, state.num_processes))
-    if state.num_processes > 1:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+    network_threads, writer_threads = _threads(state.num_processes)
+    torch.set_num_threads(network_threads)
     writer = _Writer(model, request, matrix)
     todo = [s for s in seeds if not writer.complete(s)]
     rows = [writer.row_from_file(s) for s in seeds if writer.complete(s)]
-    rows += _generate(model, writer, todo, request, progress and state.is_main_process)
+    rows += _generate(model, writer, todo, request, progress and state.is_main_process, writer_threads)
     if rows:
         with atomic_path(request.out / f".manifest-part-{state.process_index}.csv") as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
@@ -141,7 +141,23 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
     return SampleResult(request.out, len(todo), len(seeds) - len(todo), model.hash, time.time() - began)
 
 
-def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest, progress: bool) -> list[dict]:
+def _threads(processes: int) -> tuple[int, int]:
+    """(torch threads, writer threads) of one process: the cores of the process split half and half.
+
+    The networks' small convolutions gain little from many threads, while Poisson sampling and file writing
+    (one scan per writer thread) scale well; on 2 cores this pipelines the network on one core with the
+    writing on the other, and avoids OpenMP's spinning when the machine is shared. ``OMP_NUM_THREADS``, when
+    set, fixes the torch threads.
+    """
+    import os
+
+    cores = max(1, (os.cpu_count() or 1) // processes)
+    network = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else max(1, cores // 2)
+    return max(1, network), max(1, cores - network)
+
+
+def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest, progress: bool,
+              writer_threads: int = 1) -> list[dict]:
     import torch
     from tqdm import tqdm
 
@@ -150,7 +166,7 @@ def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest
     rows, pending = [], deque()
     bar = tqdm(total=len(seeds), desc=f"sampling {folder_name(request.condition, request.grade)}", unit="scan",
                disable=not progress)
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=writer_threads) as pool:
         for start in range(0, len(seeds), request.batch_size):
             batch = seeds[start:start + request.batch_size]
             rngs = [sample_rng(s) for s in batch]
