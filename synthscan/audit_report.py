@@ -29,7 +29,7 @@ from synthscan.io.manifest import read_manifest, scan_path
 from synthscan.audit_markdown import markdown
 from synthscan.membership import membership_auc, near_copy_rate
 from synthscan.privacy import (DEFAULT_FALSE_POSITIVE_RATE, DEFAULT_GRID, FEATURES, PIXEL, Embedding,
-                               MemorizationAuditor, best_translation)
+                               MemorizationAuditor, best_translation, criterion_values)
 from synthscan.render import render_scan
 from synthscan.scan import VIEW_SETS, Scan
 
@@ -210,7 +210,7 @@ def audit(samples_path, train_path, out, holdout_path=None, model=None, features
 
 
 def neighbour_table(auditor, samples: ScanSet, train: ScanSet, neighbours, flags) -> pd.DataFrame:
-    """One row per synthetic scan: its nearest training scans, distances, ratios and flags."""
+    """One row per synthetic scan: its nearest training scans, distances, ratios and flags per rule."""
     table = pd.DataFrame({"study_id": samples.ids})
     for space, found in neighbours.items():
         table[f"{space}_nearest_study_id"] = np.where(found.index >= 0, train.ids[found.index], "")
@@ -218,9 +218,10 @@ def neighbour_table(auditor, samples: ScanSet, train: ScanSet, neighbours, flags
         table[f"{space}_second_study_id"] = np.where(found.second_index >= 0, train.ids[found.second_index], "")
         table[f"{space}_second_distance"] = found.second_distance
         table[f"{space}_ratio"] = found.ratio
-        table[f"{space}_threshold"] = auditor.thresholds_[space]
-        table[f"{space}_flagged"] = flags[space].astype(int)
-    table["flagged"] = np.logical_or.reduce([flags[s] for s in flags]).astype(int)
+        for rule in auditor.rules_:
+            if rule.space == space:
+                table[f"{space}_{rule.criterion}_flagged"] = flags[rule.name].astype(int)
+    table["flagged"] = np.logical_or.reduce(list(flags.values())).astype(int)
     return table
 
 
@@ -235,23 +236,26 @@ def reference_table(auditor, train: ScanSet, holdout: ScanSet | None) -> pd.Data
 
 
 def summarize(auditor, samples, train, holdout, neighbours, flags, seed, warnings, features_name, model) -> dict:
-    spaces, tests = {}, []
+    m = len(samples.frame)
+    spaces, rules, tests = {}, [], []
     for space, found in neighbours.items():
-        k, n_ref = auditor.order_statistic_[space], int(np.isfinite(auditor.reference_distances_[space]).sum())
-        rate = near_copy_rate(space, int(flags[space].sum()), len(samples.frame), k, n_ref)
-        copying = data_copying_test(found.distance, auditor.reference_distances_[space])
+        reference = auditor.reference_neighbours_[space]
+        copying = data_copying_test(found.distance, reference.distance)
         spaces[space] = {
             "description": SPACE_TEXT[space] + (f": {features_name}" if space == FEATURES and features_name else ""),
-            "threshold": auditor.thresholds_[space], "order_statistic_k": k, "n_reference": n_ref,
-            "synthetic_to_train": _quantiles(found.distance),
-            "real_to_train": _quantiles(auditor.reference_distances_[space]),
+            "synthetic_to_train": _quantiles(found.distance), "real_to_train": _quantiles(reference.distance),
+            "synthetic_ratio": _quantiles(found.ratio), "real_ratio": _quantiles(reference.ratio),
             "data_copying_test": copying,
             "ratio_below_one_third": int(np.sum(found.ratio < 1 / 3)),
-            "reference_ratio_below_one_third": int(np.sum(auditor.reference_neighbours_[space].ratio < 1 / 3)),
-            "near_copies": rate.to_dict(), "summary": rate.summary()}
-        tests += [(f"near-copies ({space})", rate.p_value), (f"data-copying ({space})", copying["p_value"])]
-    any_flag = np.logical_or.reduce([flags[s] for s in flags])
-    n_flagged, m = int(any_flag.sum()), len(samples.frame)
+            "reference_ratio_below_one_third": int(np.sum(reference.ratio < 1 / 3))}
+        for rule in (r for r in auditor.rules_ if r.space == space):
+            rate = near_copy_rate(rule.name, int(flags[rule.name].sum()), m, rule.k, rule.n_reference)
+            rules.append({"rule": rule.name, "space": space, "criterion": rule.criterion, "threshold": rule.threshold,
+                          "order_statistic_k": rule.k, "n_reference": rule.n_reference,
+                          "near_copies": rate.to_dict(), "summary": rate.summary()})
+            tests.append((f"near-copies ({rule.name})", rate.p_value))
+        tests.append((f"data-copying ({space})", copying["p_value"]))
+    n_flagged = int(np.logical_or.reduce(list(flags.values())).sum())
     membership = []
     if holdout is not None:
         distances = {role: auditor.distances_to(s.embedding, samples.embedding) for role, s in
@@ -272,12 +276,13 @@ def summarize(auditor, samples, train, holdout, neighbours, flags, seed, warning
         | ({"model": {"hash": getattr(model, "hash", None)}} if model is not None else {}),
         "settings": {"grid": list(auditor.grid), "shifts": [list(s) for s in auditor.shifts],
                      "false_positive_rate": auditor.false_positive_rate,
-                     "false_positive_rate_per_space": auditor.false_positive_rate / len(auditor.spaces),
+                     "false_positive_rate_per_rule": auditor.false_positive_rate / len(auditor.rules_),
                      "calibration": auditor.calibration_, "spaces": list(auditor.spaces), "seed": seed,
                      "alpha": ALPHA, "alpha_per_test": alpha_per_test},
         "spaces": spaces,
+        "rules": rules,
         "near_copies": {"flagged": n_flagged, "n": m, "rate": n_flagged / m,
-                        "expected_rate_at_most": float(sum(auditor.expected_rate_.values()))},
+                        "expected_rate_at_most": float(sum(r.expected_rate for r in auditor.rules_))},
         "membership": [r.to_dict() | {"summary": r.summary()} for r in membership],
         "tests": [{"test": name, "p_value": p, "significant": bool(p < alpha_per_test)} for name, p in tests],
         "memorization_detected": any(p < alpha_per_test for _, p in tests),
@@ -286,29 +291,34 @@ def summarize(auditor, samples, train, holdout, neighbours, flags, seed, warning
 
 
 def histogram_figure(auditor, neighbours, path) -> None:
-    """Synthetic-to-train vs real-to-train nearest-neighbour distances per space (log scale), thresholds."""
+    """Synthetic vs real nearest-neighbour distances (log scale) and ratios d1/d2 per space, with thresholds."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.5 * len(neighbours), 3.8), dpi=110)
+    figure = Figure(figsize=(5.5 * len(neighbours), 7.2), dpi=110)
     FigureCanvasAgg(figure)
     for column, (space, found) in enumerate(neighbours.items()):
-        axes = figure.add_subplot(1, len(neighbours), column + 1)
-        synthetic = found.distance[np.isfinite(found.distance)]
-        reference = auditor.reference_distances_[space]
-        reference = reference[np.isfinite(reference)]
-        positive = np.r_[synthetic, reference]
-        positive = positive[positive > 0]
-        floor = positive.min() / 2 if positive.size else 1e-6  # exact copies (distance 0) land in the first bin
-        bins = np.geomspace(floor, max(positive.max() if positive.size else 1.0, floor * 10), 40)
-        for values, label in ((reference, "real to train"), (synthetic, "synthetic to train")):
-            axes.hist(np.clip(values, floor, None), bins=bins, alpha=0.6, label=f"{label} (n = {len(values)})",
-                      weights=np.full(len(values), 1 / max(len(values), 1)))
-        axes.axvline(auditor.thresholds_[space], color="k", linestyle="--", linewidth=1, label="near-copy threshold")
-        axes.set_xscale("log")
-        axes.set_xlabel(f"nearest-neighbour distance, {space}")
-        axes.set_ylabel("share of scans")
-        axes.legend(fontsize=8)
+        reference = auditor.reference_neighbours_[space]
+        for row, rule in enumerate(r for r in auditor.rules_ if r.space == space):
+            axes = figure.add_subplot(2, len(neighbours), row * len(neighbours) + column + 1)
+            synthetic, real = (criterion_values(f, rule.criterion) for f in (found, reference))
+            synthetic, real = synthetic[np.isfinite(synthetic)], real[np.isfinite(real)]
+            values = np.r_[synthetic, real]
+            if rule.criterion == "distance":
+                positive = values[values > 0]
+                floor = positive.min() / 2 if positive.size else 1e-6  # exact copies (0) land in the first bin
+                bins = np.geomspace(floor, max(positive.max() if positive.size else 1.0, floor * 10), 40)
+                axes.set_xscale("log")
+            else:
+                floor, bins = 0.0, np.linspace(0, max(1.0, float(values.max(initial=1.0))), 40)
+            for data, label in ((real, "real to train"), (synthetic, "synthetic to train")):
+                axes.hist(np.clip(data, floor, None), bins=bins, alpha=0.6, label=f"{label} (n = {len(data)})",
+                          weights=np.full(len(data), 1 / max(len(data), 1)))
+            axes.axvline(rule.threshold, color="k", linestyle="--", linewidth=1, label="near-copy threshold")
+            axes.set_xlabel(f"{space}: " + ("nearest-neighbour distance d1" if rule.criterion == "distance" else
+                                            "memorization ratio d1/d2"))
+            axes.set_ylabel("share of scans")
+            axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
 
@@ -318,28 +328,32 @@ def _safe_name(text: str) -> str:
 
 
 def write_pairs(auditor, samples: ScanSet, train: ScanSet, table, neighbours, folder: Path, max_pairs: int) -> list:
-    """Side-by-side PNGs of flagged pairs (closest first, relative to the threshold); list of written files."""
+    """Side-by-side PNGs of flagged pairs (the most clearly flagged first); list of written files."""
     flagged = table.index[table["flagged"] == 1]
     if len(flagged) == 0 or max_pairs <= 0:
         return []
     folder.mkdir()
-    space_of = {row: next(s for s in auditor.spaces if table.at[row, f"{s}_flagged"]) for row in flagged}
-    closeness = {row: table.at[row, f"{space_of[row]}_distance"] / max(auditor.thresholds_[space_of[row]], 1e-12)
-                 for row in flagged}
+
+    def strongest(row):  # the rule that flags this scan by the widest margin: (value / threshold, rule)
+        fired = [r for r in auditor.rules_ if table.at[row, f"{r.space}_{r.criterion}_flagged"]]
+        return min((float(criterion_values(neighbours[r.space], r.criterion)[row]) / max(r.threshold, 1e-12), i)
+                   for i, r in enumerate(auditor.rules_) if r in fired)
+
     written = []
-    for rank, row in enumerate(sorted(flagged, key=closeness.get)[:max_pairs]):
-        space = space_of[row]
-        nearest = int(neighbours[space].index[row])
+    for rank, row in enumerate(sorted(flagged, key=strongest)[:max_pairs]):
+        rule = auditor.rules_[strongest(row)[1]]
+        nearest = int(neighbours[rule.space].index[row])
         synthetic_scan = next(_scans(samples, [row]))
         training_scan = next(_scans(train, [nearest]))
         moved, distance = best_translation(samples.embedding.pixel[row], train.embedding.pixel[nearest],
                                            auditor.shifts)
         name = f"{rank + 1:03d}_{_safe_name(samples.ids[row])}.png"
+        value = table.at[row, f"{rule.space}_{rule.criterion}"]
         pair_figure(synthetic_scan, training_scan, moved - train.embedding.pixel[nearest],
                     [f"synthetic {samples.ids[row]}",
-                     f"nearest training {train.ids[nearest]} ({space} d = {table.at[row, f'{space}_distance']:.4g})",
+                     f"nearest training {train.ids[nearest]} ({rule.name} {value:.4g} < {rule.threshold:.4g})",
                      f"difference (aligned sqrt counts, pixel d = {distance:.4g})"]).save(folder / name)
-        written.append({"study_id": samples.ids[row], "train_study_id": train.ids[nearest], "space": space,
+        written.append({"study_id": samples.ids[row], "train_study_id": train.ids[nearest], "rule": rule.name,
                         "file": f"flagged/{name}"})
     return written
 

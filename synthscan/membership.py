@@ -106,7 +106,7 @@ class NearCopyRate:
     at the k-th smallest reference distance).
     """
 
-    space: str
+    rule: str
     flagged: int
     n: int
     rate: float
@@ -116,7 +116,7 @@ class NearCopyRate:
     p_value: float
 
     def summary(self) -> str:
-        return (f"{self.space}: {self.flagged}/{self.n} flagged ({100 * self.rate:.1f}%, 95% CI "
+        return (f"{self.rule}: {self.flagged}/{self.n} flagged ({100 * self.rate:.1f}%, 95% CI "
                 f"{100 * self.ci_low:.1f}-{100 * self.ci_high:.1f}%); {100 * self.expected_rate:.1f}% expected "
                 f"without memorization, {_p_text(self.p_value)}")
 
@@ -124,7 +124,7 @@ class NearCopyRate:
         return asdict(self)
 
 
-def near_copy_rate(space: str, flagged: int, n: int, k: int, n_reference: int,
+def near_copy_rate(rule: str, flagged: int, n: int, k: int, n_reference: int,
                    confidence: float = 0.95) -> NearCopyRate:
     """The flagged share with its exact (Clopper-Pearson) CI and its exact p-value under no memorization."""
     from scipy.stats import betabinom, binomtest
@@ -133,7 +133,7 @@ def near_copy_rate(space: str, flagged: int, n: int, k: int, n_reference: int,
         raise BadInputError("no synthetic scans to audit")
     interval = binomtest(int(flagged), int(n)).proportion_ci(confidence, method="exact")
     p_value = float(betabinom.sf(int(flagged) - 1, int(n), k, n_reference + 1 - k))
-    return NearCopyRate(space, int(flagged), int(n), flagged / n, float(interval.low), float(interval.high),
+    return NearCopyRate(rule, int(flagged), int(n), flagged / n, float(interval.low), float(interval.high),
                         k / (n_reference + 1), min(1.0, p_value))
 
 

@@ -45,8 +45,8 @@ def run(args) -> int:
     result = audit(args.samples, args.train, args.out, holdout_path=args.holdout, model=model,
                    false_positive_rate=args.false_positive_rate, grid=grid,
                    max_pairs=args.max_pairs, seed=args.seed, overwrite=args.overwrite)
-    for space in result["spaces"].values():
-        print(space["summary"])
+    for rule in result["rules"]:
+        print(rule["summary"])
     for attack in result["membership"]:
         print(f"membership inference, {attack['summary']}")
     print(f"memorization detected: {'yes' if result['memorization_detected'] else 'no'}")

@@ -57,7 +57,7 @@ def test_audit_report_flags_planted_copies_and_leaks_no_identifier(cohorts, tmp_
     out = tmp_path / "reports" / "audit"
     assert audit(cohorts, out, "--holdout", str(cohorts["holdout"]), "--false-positive-rate", "0.05") == 0
     printed = capsys.readouterr().out
-    assert "pixel:" in printed and "membership inference, nn-distance (pixel)" in printed and "wrote" in printed
+    assert "pixel distance:" in printed and "membership inference, nn-distance (pixel)" in printed and "wrote" in printed
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert {"audit.md", "audit.json", "nearest_neighbours.csv", "reference_neighbours.csv",
             "distances.png"} <= set(files)
@@ -67,18 +67,23 @@ def test_audit_report_flags_planted_copies_and_leaks_no_identifier(cohorts, tmp_
     planted = table.set_index("study_id").loc[["syn-012", "syn-013"]]
     assert planted["flagged"].tolist() == [1, 1]
     assert planted["pixel_nearest_study_id"].tolist() == ["tr-005", "tr-017"]
-    assert (planted["pixel_distance"] < planted["pixel_threshold"]).all()
+    assert (planted[["pixel_distance_flagged", "pixel_ratio_flagged"]] == 1).all(axis=None)
 
     report = json.loads((out / "audit.json").read_text())
     assert report["inputs"]["train"]["n_scans"] == 40 and report["inputs"]["held-out"]["n_scans"] == 30
-    pixel = report["spaces"]["pixel"]
-    assert pixel["n_reference"] == 30 and pixel["order_statistic_k"] == 1
-    assert pixel["near_copies"]["flagged"] == table["pixel_flagged"].sum() >= 2
-    assert 0 <= pixel["near_copies"]["ci_low"] <= pixel["near_copies"]["rate"] <= pixel["near_copies"]["ci_high"]
-    assert [t["test"] for t in report["tests"]] == ["near-copies (pixel)", "data-copying (pixel)",
-                                                    "membership nn-distance (pixel)"]
-    assert report["settings"]["alpha_per_test"] == pytest.approx(0.05 / 3)
-    assert report["memorization_detected"] == any(t["p_value"] < 0.05 / 3 for t in report["tests"])
+    rules = {rule["rule"]: rule for rule in report["rules"]}
+    assert list(rules) == ["pixel distance", "pixel ratio"]
+    for name, rule in rules.items():
+        assert rule["n_reference"] == 30 and rule["order_statistic_k"] == 1
+        rate = rule["near_copies"]
+        assert rate["flagged"] == table[f"pixel_{rule['criterion']}_flagged"].sum() >= 2
+        assert 0 <= rate["ci_low"] <= rate["rate"] <= rate["ci_high"]
+        assert (planted[f"pixel_{rule['criterion']}"] < rule["threshold"]).all()
+    assert [t["test"] for t in report["tests"]] == [
+        "near-copies (pixel distance)", "near-copies (pixel ratio)", "data-copying (pixel)",
+        "membership nn-distance (pixel)"]
+    assert report["settings"]["alpha_per_test"] == pytest.approx(0.05 / 4)
+    assert report["memorization_detected"] == any(t["p_value"] < 0.05 / 4 for t in report["tests"])
     [attack] = report["membership"]
     assert attack["attack"] == "nn-distance (pixel)" and attack["ci_low"] <= attack["estimate"] <= attack["ci_high"]
     assert (attack["n_members"], attack["n_nonmembers"]) == (40, 30)
@@ -104,7 +109,7 @@ def test_audit_with_the_generator_adds_its_feature_space_and_loss_attacks(cohort
     report = json.loads((out / "audit.json").read_text())
     assert list(report["spaces"]) == ["pixel", "features"]
     assert "generator encoder" in report["spaces"]["features"]["description"]
-    assert report["settings"]["false_positive_rate_per_space"] == pytest.approx(0.005)
+    assert report["settings"]["false_positive_rate_per_rule"] == pytest.approx(0.0025)
     assert [a["attack"] for a in report["membership"]] == [
         "nn-distance (pixel)", "nn-distance (features)", "denoising-loss", "reconstruction"]
     assert len(report["flagged_pairs"]) == 1 and report["inputs"]["model"]["hash"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 from scipy.stats import betabinom
 from test_privacy_phantom import acquire, cohort, expected_counts, patient
 
 from synthscan.errors import BadInputError
 from synthscan.privacy import (DEFAULT_SHIFTS, Embedding, MemorizationAuditor, NeighbourIndex, align_scan,
-                               area_matrix, pooled_vectors, shift_images, unit_vectors)
+                               area_matrix, criterion_values, pooled_vectors, shift_images, unit_vectors)
 from synthscan.scan import Scan
 
 
@@ -99,13 +100,14 @@ def test_search_skips_the_query_patients_own_studies():
 
 # ------------------------------------------------------------------------------------------- calibration
 
-def test_threshold_is_the_kth_smallest_real_distance(world):
+def test_each_rule_threshold_is_the_kth_smallest_real_value(world):
     auditor = world["auditor"]
-    distances = np.sort(auditor.reference_distances_["pixel"])
-    k = auditor.order_statistic_["pixel"]
-    assert k == int(0.05 * (80 + 1)) == 4
-    assert auditor.thresholds_["pixel"] == pytest.approx(distances[k - 1])
-    assert auditor.expected_rate_["pixel"] == pytest.approx(4 / 81)
+    assert [rule.name for rule in auditor.rules_] == ["pixel distance", "pixel ratio"]
+    for rule in auditor.rules_:
+        values = np.sort(criterion_values(auditor.reference_neighbours_["pixel"], rule.criterion))
+        assert rule.k == int(0.05 / 2 * (80 + 1)) == 2 and rule.n_reference == 80
+        assert rule.threshold == pytest.approx(values[rule.k - 1])
+        assert rule.expected_rate == pytest.approx(2 / 81)
     assert auditor.calibration_.startswith("held-out")
 
 
@@ -124,8 +126,8 @@ def test_planted_copies_are_always_flagged(world, seed):
     ]
     samples = cohort(15, seed=200 + seed) + planted
     found = auditor.neighbours(auditor.embed(samples))["pixel"]
-    flags = auditor.flags({"pixel": found})["pixel"]
-    assert flags[15:].all()
+    flags = auditor.flags({"pixel": found})
+    assert flags["pixel distance"][15:].all() and flags["pixel ratio"][15:].all()
     assert np.array_equal(found.index[15:], sources)
     assert (found.ratio[15:] < 1 / 3).all()
     assert auditor.near_copies(planted).all()
@@ -134,10 +136,24 @@ def test_planted_copies_are_always_flagged(world, seed):
 def test_independent_scans_are_flagged_at_the_nominal_rate(world):
     auditor = world["auditor"]
     n = 200
-    flagged = int(auditor.near_copies(cohort(n, seed=14)).sum())
-    k, n_reference = auditor.order_statistic_["pixel"], 80
-    # Exact null: BetaBinomial(n, k, n_ref + 1 - k) (mean 9.9 here); the bound fails a miscalibrated rule.
-    assert flagged <= betabinom.ppf(0.999, n, k, n_reference + 1 - k)
+    flags = auditor.flags(auditor.neighbours(auditor.embed(cohort(n, seed=14))))
+    for rule in auditor.rules_:
+        # Exact null: BetaBinomial(n, k, n_ref + 1 - k) (mean 4.9 here); the bound fails a miscalibrated rule.
+        assert flags[rule.name].sum() <= betabinom.ppf(0.999, n, rule.k, rule.n_reference + 1 - rule.k)
+
+
+def test_blurred_copies_are_caught_by_the_memorization_ratio(world):
+    """A generator that reproduces training scans through a lossy decoder: copies blurred to 24 mm FWHM."""
+    rng = np.random.default_rng(5)
+    train, auditor = world["train"], world["auditor"]
+    sigma_px = 24 / 2.355 / 4.8
+    blurred = [Scan(rng.poisson(gaussian_filter(train[i].counts, (0, sigma_px, sigma_px))).astype(np.float32),
+                    (4.8, 4.8)) for i in range(10)]
+    found = auditor.neighbours(auditor.embed(blurred))
+    flags = auditor.flags(found)
+    assert np.array_equal(found["pixel"].index, np.arange(10))
+    assert flags["pixel ratio"].all()
+    assert not flags["pixel distance"].all()  # the distance rule alone would miss some
 
 
 def test_leave_one_patient_out_calibration_ignores_repeat_studies():
@@ -149,7 +165,7 @@ def test_leave_one_patient_out_calibration_ignores_repeat_studies():
     grouped = MemorizationAuditor(false_positive_rate=0.05).fit(train, patients)
     naive = MemorizationAuditor(false_positive_rate=0.05).fit(train)
     assert grouped.calibration_.startswith("training scans")
-    assert grouped.thresholds_["pixel"] > 3 * naive.thresholds_["pixel"]
+    assert grouped.rules_[0].threshold > 3 * naive.rules_[0].threshold  # the distance rule
     copy = acquire(expected[7], rng)  # a third acquisition of patient 7
     assert grouped.is_near_copy(copy)
     found = grouped.neighbours(grouped.embed([copy]))["pixel"]
@@ -168,7 +184,9 @@ def test_feature_space_is_searched_too_and_the_rate_is_split(world):
     auditor = MemorizationAuditor(_profile_features, false_positive_rate=0.05).fit(train, reference_scans=cohort(
         60, seed=15))
     assert auditor.spaces == ("pixel", "features")
-    assert all(k == max(1, int(0.025 * 61)) for k in auditor.order_statistic_.values())
+    assert [rule.name for rule in auditor.rules_] == [
+        "pixel distance", "pixel ratio", "features distance", "features ratio"]
+    assert all(rule.k == 1 and rule.expected_rate == pytest.approx(1 / 61) for rule in auditor.rules_)
     found = auditor.neighbours(auditor.embed([train[4]]))
     assert found["features"].index[0] == 4 and found["features"].distance[0] < 1e-6
     assert auditor.is_near_copy(train[4])
