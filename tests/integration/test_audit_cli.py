@@ -191,3 +191,27 @@ def test_fitted_auditor_for_rejection_sampling(cohorts):
     rng = np.random.default_rng(9)
     assert auditor.is_near_copy(Scan(rng.poisson(training_scan.counts).astype(np.float32), (4.8, 4.8)))
     assert not auditor.is_near_copy(read_scan(cohorts["holdout"].parent / "ho003.dcm"))
+
+
+def test_audit_with_the_fidelity_judge_as_feature_space(cohorts, tmp_path):
+    import torch
+
+    from evaluation.fidelity import Judge, JudgeConfig, JudgeNetwork
+
+    torch.manual_seed(0)
+    judge = Judge(JudgeConfig(width=4))
+    judge.network_ = JudgeNetwork(views=2, width=4).eval()
+    judge.save(tmp_path / "judge")
+    out = tmp_path / "audit"
+    assert audit(cohorts, out, "--judge", str(tmp_path / "judge"), "--max-pairs", "0") == 0
+    report = json.loads((out / "audit.json").read_text())
+    assert "fidelity judge" in report["spaces"]["features"]["description"]
+    table = pd.read_csv(out / "nearest_neighbours.csv").set_index("study_id")
+    assert table.at["syn-012", "features_nearest_study_id"] == "tr-005"
+
+
+def test_bad_grid_exits_2(cohorts, tmp_path, capsys):
+    assert audit(cohorts, tmp_path / "out", "--grid", "128by32") == 2
+    assert "--grid must look like 128x32" in capsys.readouterr().err
+    assert audit(cohorts, tmp_path / "out", "--grid", "2x2") == 2
+    assert "at least 4x4" in capsys.readouterr().err
