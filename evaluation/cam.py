@@ -11,7 +11,9 @@ and their gradients are taken with torch hooks, so any trained classifier works 
 Pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016): a map hits when
 its maximum lies within a tolerance of a ground-truth target (here the phantom's lesion centres). Chance is
 the hit probability of a point drawn uniformly over the body, per scan; the p-value is the exact
-Poisson-binomial tail of the hits under those per-scan chances.
+Poisson-binomial tail of the hits under those per-scan chances. Metastases cluster in the spine, so a map
+that always points at the spine beats uniform chance; the second control pairs each scan's targets with the
+peaks of the other scans' maps (a permutation test of the pairing), which only scan-specific maps beat.
 """
 
 from __future__ import annotations
@@ -84,13 +86,20 @@ def grad_cam(model: nn.Module, counts: np.ndarray, batch_size: int = 16, layer: 
 # ------------------------------------------------------------------------------------------ pointing game
 @dataclass(frozen=True)
 class PointingGame:
-    """Pointing-game result over scans with at least one target."""
+    """Pointing-game result over scans with at least one target, against two controls.
+
+    ``chance_rate``/``p_value``: a point drawn uniformly over the body (exact Poisson-binomial tail).
+    ``shuffled_rate``/``shuffled_p_value``: the peaks of the *other* scans' maps, i.e. a map that knows where
+    lesions usually are (the spine) but not where this scan's are (permutation test of the pairing).
+    """
 
     hits: int
     n: int
     chance_rate: float
     p_value: float  # one-sided: P(hits >= observed) if maps pointed uniformly at random over the body
     tolerance_mm: float
+    shuffled_rate: float = float("nan")
+    shuffled_p_value: float = float("nan")
 
     @property
     def hit_rate(self) -> float:
@@ -99,8 +108,12 @@ class PointingGame:
     def summary(self) -> str:
         if not self.n:
             return "pointing game: no scans with targets"
-        return (f"pointing game: {self.hits}/{self.n} hits ({self.hit_rate:.1%}) within {self.tolerance_mm:g} mm; "
-                f"chance {self.chance_rate:.1%}; p = {self.p_value:.2g} (exact, one-sided)")
+        text = (f"pointing game: {self.hits}/{self.n} hits ({self.hit_rate:.1%}) within {self.tolerance_mm:g} mm; "
+                f"uniform chance {self.chance_rate:.1%}, p = {self.p_value:.2g} (exact, one-sided)")
+        if np.isfinite(self.shuffled_rate):
+            text += (f"; other scans' peaks {self.shuffled_rate:.1%}, p = {self.shuffled_p_value:.2g} "
+                     "(permutation, one-sided)")
+        return text
 
 
 def poisson_binomial_tail(probabilities, k: int) -> float:
@@ -117,28 +130,39 @@ def map_peak(scan_map: np.ndarray) -> tuple[int, int]:
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(flat)), flat.shape))
 
 
-def pointing_game(maps, targets, pixel_mm, body_masks, tolerance_mm: float = 40.0) -> PointingGame:
-    """Hit rate of map peaks against target points (grid coordinates) and its chance level.
+def pointing_game(maps, targets, pixel_mm, body_masks, tolerance_mm: float = 40.0, n_permutations: int = 10_000,
+                  seed: int = 0) -> PointingGame:
+    """Hit rate of map peaks against target points (grid coordinates) and its two controls (see PointingGame).
 
     ``maps``: per scan ``(V', H, W)``; ``targets``: per scan an array ``(K, 2)`` of (row, col) grid points
     (scans without targets are skipped); ``pixel_mm``: per scan (row, col) size of a grid pixel in mm;
-    ``body_masks``: per scan ``(H, W)`` bool, where a random pointer may land.
+    ``body_masks``: per scan ``(H, W)`` bool, where a random pointer may land. Every scan shares one grid.
     """
-    hits, chances = 0, []
-    for scan_map, points, size, body in zip(maps, targets, pixel_mm, body_masks):
-        points = np.asarray(points, float).reshape(-1, 2)
-        if len(points) == 0:
-            continue
-        size = np.asarray(size, float)
-        peak = np.asarray(map_peak(scan_map), float)
-        hits += bool((np.hypot(*((points - peak) * size).T) <= tolerance_mm).any())
-        rows, cols = np.nonzero(body) if body.any() else np.nonzero(np.ones_like(body))
-        grid = np.stack([rows, cols], axis=1).astype(float)
+    kept = [i for i, points in enumerate(targets) if len(np.asarray(points, float).reshape(-1, 2))]
+    peaks = np.array([map_peak(maps[i]) for i in kept], float).reshape(-1, 2)
+    # hit[j, i]: does scan j's peak hit scan i's targets?
+    hit = np.zeros((len(kept), len(kept)), bool)
+    chances = []
+    for column, i in enumerate(kept):
+        points, size = np.asarray(targets[i], float).reshape(-1, 2), np.asarray(pixel_mm[i], float)
+        distances = np.hypot(*((peaks[:, None, :] - points[None]) * size).transpose(2, 0, 1))
+        hit[:, column] = (distances <= tolerance_mm).any(axis=1)
+        body = body_masks[i] if body_masks[i].any() else np.ones_like(body_masks[i])
+        grid = np.argwhere(body).astype(float)
         distance = np.hypot(*(((grid[:, None, :] - points[None]) * size).transpose(2, 0, 1)))
         chances.append(float((distance <= tolerance_mm).any(axis=1).mean()))
-    p_value = poisson_binomial_tail(chances, hits) if chances else float("nan")
-    return PointingGame(hits, len(chances), float(np.mean(chances)) if chances else float("nan"), p_value,
-                        tolerance_mm)
+    n = len(kept)
+    if n == 0:
+        return PointingGame(0, 0, float("nan"), float("nan"), tolerance_mm)
+    hits = int(np.trace(hit))
+    shuffled_rate, shuffled_p = float("nan"), float("nan")
+    if n > 1:
+        shuffled_rate = float((hit.sum() - hits) / (n * (n - 1)))
+        rng = np.random.default_rng(seed)
+        permuted = np.array([hit[rng.permutation(n), np.arange(n)].sum() for _ in range(n_permutations)])
+        shuffled_p = float((1 + (permuted >= hits).sum()) / (1 + n_permutations))
+    return PointingGame(hits, n, float(np.mean(chances)), poisson_binomial_tail(chances, hits), tolerance_mm,
+                        shuffled_rate, shuffled_p)
 
 
 def body_mask(counts: np.ndarray) -> np.ndarray:
@@ -259,6 +283,7 @@ def cam_report(run, manifest, out, lesions=None, layer: str | None = None, toler
     if result is not None:
         summary.update({"pointing_game_hits": result.hits, "pointing_game_n": result.n,
                         "hit_rate": result.hit_rate, "chance_rate": result.chance_rate, "p_value": result.p_value,
+                        "shuffled_rate": result.shuffled_rate, "shuffled_p_value": result.shuffled_p_value,
                         "tolerance_mm": tolerance_mm, "summary": result.summary()})
     write_text(out / "cam_summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

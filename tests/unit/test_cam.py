@@ -68,6 +68,9 @@ def test_pointing_game_hits_misses_and_chance():
     corner = 4 / 400  # at the corner only 4 pixels are within 1.5 px
     assert result.chance_rate == pytest.approx((4 * 9 / 400 + corner) / 5)
     assert "4/5 hits" in result.summary() and result.p_value < 1e-5
+    assert result.shuffled_rate == 0  # no peak hits another scan's target
+    # only re-pairings that keep the four hitting scans in place reach 4 hits: 1 of 5! / 1! = 120
+    assert result.shuffled_p_value == pytest.approx(1 / 120, abs=0.003)
 
 
 def test_map_peak_and_body_mask():
@@ -108,6 +111,7 @@ def test_a_trained_model_points_at_planted_lesions_more_often_than_chance(tmp_pa
     result = pointing_game(maps, targets, sizes, [body_mask(c) for c in scans.counts], tolerance_mm=250.0)
     assert result.n == 30
     assert result.hit_rate > 2 * result.chance_rate and result.p_value < 1e-3, result.summary()
+    assert result.hit_rate > result.shuffled_rate and result.shuffled_p_value < 0.05, result.summary()
 
 
 def test_ground_truth_side_files_of_the_phantom(tmp_path):
