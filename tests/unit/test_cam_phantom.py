@@ -44,3 +44,31 @@ def test_region_crops_hold_the_phantom_heart(amyloid_pairs):
             margin = 40 if region == "heart" else 80  # mm between the heart centre and the box edges
             assert box[0] + margin < heart_mm[0] < box[1] - margin, (region, box, heart_mm)
             assert box[2] + margin < heart_mm[1] < box[3] - margin, (region, box, heart_mm)
+
+
+@pytest.mark.slow
+def test_grad_cam_points_at_phantom_metastases(tmp_path):
+    """A CPU-sized classifier trained on a phantom generator-site cohort, explained on an external site.
+
+    Measured (2026-11-23): 19-20/26 hits within 100 mm on elm-mdp; uniform chance 27% (p < 1e-6); the other
+    scans' peaks (the anatomical prior: metastases cluster in the spine and pelvis) hit 56-59%, p 0.004-0.05
+    depending on the phantom version, so only "above the prior", not its significance, is asserted.
+    """
+    import json
+
+    from synthscan.cli import main
+
+    def run(*argv):
+        assert main([str(a) for a in argv]) == 0
+
+    run("phantom", "--site", "aurora-dpd", "--n-patients", 300, "--seed", 11, "--out", tmp_path / "train", "--quiet")
+    run("phantom", "--site", "elm-mdp", "--n-patients", 100, "--seed", 13, "--out", tmp_path / "test", "--quiet")
+    run("classify", "train", "--train", tmp_path / "train" / "manifest.csv", "--arch", "tiny", "--strategy",
+        "conventional", "--steps", 600, "--eval-every", 50, "--out", tmp_path / "run", "--cache", tmp_path / "cache",
+        "--quiet")
+    run("cam", "--model", tmp_path / "run", "--scans", tmp_path / "test" / "manifest.csv", "--positives",
+        "--out", tmp_path / "cams", "--cache", tmp_path / "cache", "--quiet")
+    summary = json.loads((tmp_path / "cams" / "cam_summary.json").read_text())
+    assert summary["pointing_game_n"] >= 15
+    assert summary["hit_rate"] > summary["chance_rate"] and summary["p_value"] < 1e-3, summary["summary"]
+    assert summary["hit_rate"] > summary["shuffled_rate"], summary["summary"]
