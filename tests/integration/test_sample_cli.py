@@ -71,3 +71,19 @@ def test_two_processes_write_the_same_scans_as_one(model_dir, tmp_path):
     assert one["study_id"].tolist() == two["study_id"].tolist() and len(two) == 5
     for path in one["path"]:
         assert np.abs(read_scan(single / path).counts - read_scan(sharded / path).counts).max() <= 1
+
+
+def test_without_model_the_bundled_default_model_is_used(tmp_path):
+    import hashlib
+
+    from synthscan.sample import DEFAULT_MODEL
+
+    weights = DEFAULT_MODEL / "model.safetensors"
+    assert weights.stat().st_size < 50e6 and (DEFAULT_MODEL / "README.md").is_file()
+    assert main(["sample", "--condition", "amyloidosis", "--grade", "3", "-n", "2", "--matrix", "512x128",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    frame = read_manifest(tmp_path / "manifest.csv")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (frame["source"] == digest).all() and frame["study_id"][0].startswith(f"syn-{digest[:8]}-amyloidosis-g3-")
+    scan = read_scan(tmp_path / frame["path"][0])
+    assert scan.shape == (512, 128) and 1e6 < scan.total_counts < 2e7
