@@ -81,6 +81,7 @@ class SampleResult:
     skipped: int
     model_hash: str
     seconds: float
+    is_main_process: bool = True
 
     def summary(self) -> str:
         return (f"{self.written} scans written, {self.skipped} already there, in {self.out} "
@@ -138,7 +139,13 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
         _merge_manifest(request.out, existing, state.num_processes)
         _contact_sheet(request.out)
     state.wait_for_everyone()
-    return SampleResult(request.out, len(todo), len(seeds) - len(todo), model.hash, time.time() - began)
+    written, skipped = len(todo), len(seeds) - len(todo)
+    if state.num_processes > 1:  # totals over all processes
+        from accelerate.utils import gather_object
+
+        counts = gather_object([(written, skipped)])
+        written, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    return SampleResult(request.out, written, skipped, model.hash, time.time() - began, state.is_main_process)
 
 
 def _threads(processes: int) -> tuple[int, int]:

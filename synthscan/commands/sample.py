@@ -35,5 +35,6 @@ def run(args) -> int:
                             solver=args.solver, formats=formats,
                             matrix=parse_matrix(args.matrix) if args.matrix else None)
     result = sample(request, args.model, progress=not args.quiet)
-    print(result.summary())
+    if result.is_main_process:
+        print(result.summary())
     return 0

@@ -67,6 +67,7 @@ def test_two_processes_write_the_same_scans_as_one(model_dir, tmp_path):
                "--condition", "metastasis", "-n", "5", "--seed", "3", "--out", str(sharded), "--quiet"]
     result = subprocess.run(command, env=ENV, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("5 scans written") == 1  # totals over both processes, printed once
     one, two = read_manifest(single / "manifest.csv"), read_manifest(sharded / "manifest.csv")
     assert one["study_id"].tolist() == two["study_id"].tolist() and len(two) == 5
     for path in one["path"]:
