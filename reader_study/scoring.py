@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from evaluation.wilson import wilson_interval as _wilson
+
 from reader_study.responses import DIAGNOSES, SOURCES
 from synthscan.errors import BadInputError
 
@@ -216,15 +218,10 @@ def _plain(value):
 # ---------------------------------------------------------------- statistics
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (Wilson 1927)."""
-    if n == 0:
-        return math.nan, math.nan
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score interval (Wilson 1927) as (low, high): evaluation/wilson.py's, shared with the metrics."""
+    result = _wilson(successes, n)
+    return result.ci_low, result.ci_high
 
 
 def category_table(ratings: np.ndarray, n_categories: int) -> np.ndarray:
