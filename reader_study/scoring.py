@@ -32,7 +32,6 @@ from evaluation.wilson import wilson_interval as _wilson
 from reader_study.responses import DIAGNOSES, SOURCES
 from synthscan.errors import BadInputError
 
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
