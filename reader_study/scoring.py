@@ -33,7 +33,6 @@ from reader_study.responses import DIAGNOSES, SOURCES
 from synthscan.errors import BadInputError
 
 
-
 @dataclass(frozen=True)
 class ReadMatrix:
     """All reads of a study as (readers, cases) arrays; every reader read every case."""
