@@ -17,6 +17,7 @@ import pandas as pd
 
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path, write_text
+from synthscan.io.table import read_csv_table
 
 PREDICTION_COLUMNS = ("study_id", "site", "task", "label", "score", "seed", "arm")
 
@@ -40,15 +41,16 @@ def predictions_file(path) -> Path:
 
 def read_predictions(path) -> pd.DataFrame:
     path = predictions_file(path)
-    try:
-        frame = pd.read_csv(path, dtype={"study_id": str, "site": str, "arm": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise BadInputError(f"not a readable predictions CSV ({error})", path) from None
+    frame = read_csv_table(path, "predictions file", dtype={"study_id": str, "site": str, "arm": str})
     missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
     if missing:
         raise BadInputError(f"predictions lack column(s) {missing}", path)
-    if frame["score"].isna().any() or frame["label"].isna().any():
-        raise BadInputError("blank score or label", path)
+    for column in ("score", "label"):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        if numbers.isna().any():
+            row = int(np.flatnonzero(numbers.isna())[0]) + 2
+            raise BadInputError(f"row {row}: {column} is blank or not a number", path)
+        frame[column] = numbers
     frame.attrs["path"] = str(path)
     return frame
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from synthscan.errors import BadInputError
 from synthscan.io.manifest import read_manifest
+from synthscan.io.table import read_csv_table
 
 PREDICTION_COLUMNS = ("study_id", "site", "task", "label", "score", "seed", "arm")
 MIN_STUDIES = 10  # matched studies below this cannot support a Cox model: an error, not a fragile report
@@ -70,12 +71,7 @@ def _first_row(mask: pd.Series, frame: pd.DataFrame) -> int:
 def read_predictions(path) -> pd.DataFrame:
     """Read a predictions CSV; ``score`` (and ``seed``, ``threshold`` if present) numeric; adds ``_line``."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError("predictions file not found", path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise BadInputError(f"not a readable predictions CSV ({error})", path) from None
+    frame = read_csv_table(path, "predictions file")
     missing = [c for c in ("study_id", "score") if c not in frame.columns]
     if missing:
         raise BadInputError(f"predictions lack column(s) {missing} (expected {', '.join(PREDICTION_COLUMNS)})",

@@ -12,6 +12,7 @@ import pandas as pd
 
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path
+from synthscan.io.table import read_csv_table
 
 SOURCES = ("real", "synthetic")
 DIAGNOSES = ("normal", "metastasis", "amyloidosis")
@@ -39,12 +40,7 @@ def _integer(text: str):
 def read_response_file(path, key) -> pd.DataFrame:
     """Read one exported response file and check it against the key; return one row per read."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError("response file not found", path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise BadInputError(f"not a readable CSV response file ({error})", path) from None
+    frame = read_csv_table(path, "response file", blank_is_missing=False)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise BadInputError(f"missing column(s) {missing}; expected the viewer's export {list(COLUMNS)}", path)

@@ -53,6 +53,7 @@ from synthscan.io.atomic import atomic_dir, write_text
 from synthscan.io.deid import (Deidentifier, carried_meta, check_burned_in, key_fingerprint, load_or_create_key,
                                patient_key)
 from synthscan.io.manifest import ALLOWED, FLOAT_COLUMNS, INTEGER_COLUMNS, read_manifest, write_manifest
+from synthscan.io.table import read_csv_table
 from synthscan.scan import VIEWS, views_key
 
 KEY_FILE = "deid.key"
@@ -184,12 +185,7 @@ def _add_paired(studies: dict, paired: list, pairing: dict, deid: Deidentifier) 
 
 
 def _read_labels(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise BadInputError("labels file not found", path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise BadInputError(f"not a readable CSV file ({type(error).__name__})", path) from None
+    frame = read_csv_table(path, "labels file", quote_error=False)
     frame.columns = [str(c).strip() for c in frame.columns]
     if not any(k in frame.columns for k in LABEL_KEYS):
         raise BadInputError(f"labels need a {' or '.join(LABEL_KEYS)} column", path)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from synthscan.errors import BadInputError
+from synthscan.io.table import read_csv_table
 from synthscan.scan import VIEWS, Scan
 
 PAIRING_COLUMNS = ("file", "study_key", "view")
@@ -68,12 +69,7 @@ def format_mask(regions) -> str:
 def read_pairing(path, source) -> dict[Path, tuple[str, str]]:
     """The pairing file as ``{resolved file: (study_key, view)}``; errors name the file, row and column."""
     path, source = Path(path), Path(source)
-    if not path.is_file():
-        raise BadInputError("pairing file not found", path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise BadInputError(f"not a readable CSV file ({type(error).__name__})", path) from None
+    frame = read_csv_table(path, "pairing file", quote_error=False, blank_is_missing=False)
     frame.columns = [str(c).strip() for c in frame.columns]
     if sorted(frame.columns) != sorted(PAIRING_COLUMNS):
         raise BadInputError(f"pairing columns must be {', '.join(PAIRING_COLUMNS)} (found: "

@@ -12,6 +12,7 @@ import pandas as pd
 
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path
+from synthscan.io.table import read_csv_table
 from synthscan.scan import VIEW_SETS
 
 COLUMNS = (
@@ -41,13 +42,7 @@ TEXT_COLUMNS = ("study_id", "patient_id", "site", "tracer", "camera", "path", "v
 def read_manifest(path, required=REQUIRED) -> pd.DataFrame:
     """Read and validate a manifest CSV; integer label columns become pandas nullable ``Int64``."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError("manifest not found", path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise BadInputError(f"not a readable CSV manifest ({error})", path) from None
-    frame = _coerce(frame, path)
+    frame = _coerce(read_csv_table(path, "manifest"), path)
     validate_manifest(frame, path, required)
     frame.attrs["root"] = str(path.parent.resolve())
     return frame
