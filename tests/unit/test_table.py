@@ -15,7 +15,7 @@ def test_missing_file_is_named(tmp_path):
 
 def _bad_csv(tmp_path):
     path = tmp_path / "labels.csv"
-    path.write_text("study_key,metastasis\nDoe^Jane,1,extra,fields\n")
+    path.write_text("study_key,metastasis\nRoe^John,0\nDoe^Jane,1,extra,fields\n")
     return path
 
 
