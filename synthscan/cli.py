@@ -18,9 +18,10 @@ from synthscan.commands import audit
 from synthscan.commands import mix
 from synthscan.commands import cam, classify, evaluate
 from synthscan.commands import phantom
+from synthscan.commands import reproduce
 from synthscan.errors import BadInputError
 
-COMMANDS = [show, survival, reader_study, train, sample, ingest, audit, mix, classify, cam, evaluate, fidelity, phantom]
+COMMANDS = [show, survival, reader_study, train, sample, ingest, audit, mix, classify, cam, evaluate, fidelity, phantom, reproduce]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -181,6 +181,9 @@ def _build(kind, table: dict, source: str):
     return kind(**values)
 
 
+REPRODUCE_TABLE = "reproduce"
+
+
 def read_toml(path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -225,7 +228,9 @@ def load_config(recipe=None, config=None, overrides=None) -> TrainConfig:
     Every layer is checked on its own (so an error names its file), then the layers are combined and
     validated once (a recipe may set a value that only the next layer makes consistent).
     """
-    layers = [(read_toml(path), str(path)) for path in (recipe, config) if path is not None]
+    # a recipe may also carry a [reproduce] table: the paper experiment's settings (evaluation/reproduce.py)
+    layers = [({k: v for k, v in read_toml(path).items() if k != REPRODUCE_TABLE}, str(path))
+              for path in (recipe, config) if path is not None]
     if overrides:
         layers.append((overrides, "--set"))
     combined: dict = {}
