@@ -463,6 +463,11 @@ RUNNERS = {"data": stage_data, "generator": stage_generator, "sample": stage_sam
            "survival": stage_survival, "reader": stage_reader, "report": stage_report}
 
 
+NEEDS = {"data": [], "generator": ["data"], "sample": ["data", "generator"], "audit": ["sample"],
+         "fidelity": ["sample"], "classifiers": ["data", "sample"], "predictions": ["classifiers"],
+         "survival": ["predictions"], "reader": ["sample", "fidelity"], "report": []}
+
+
 def planned_stages(recipe: Recipe) -> list[str]:
     return [s for s in STAGES if s != "generator" or recipe["generator"]["model"] == "train"]
 
@@ -483,7 +488,7 @@ def reproduce(recipe_path, out, stages=None, progress: bool = True) -> Path:
         if run.done(stage):
             run.say(f"{stage}: done before, skipped")
             continue
-        missing = [s for s in planned[:planned.index(stage)] if not run.done(s)]
+        missing = [s for s in NEEDS[stage] if s in planned and not run.done(s)]
         if missing:
             raise BadInputError(f"stage {stage!r} needs stage(s) {missing} first", run.out)
         began = time.perf_counter()
