@@ -170,8 +170,11 @@ def data_copying_test(synthetic, reference) -> dict:
 
 def audit(samples_path, train_path, out, holdout_path=None, model=None, features=None, features_name=None,
           false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE, grid=DEFAULT_GRID, max_pairs: int = 50,
-          seed: int = 0, progress: bool = True, overwrite: bool = False) -> dict:
-    """Run the whole audit and write the report folder ``out``; return the numbers of audit.json."""
+          seed: int = 0, progress: bool = True, overwrite: bool = False, save_index: bool = False) -> dict:
+    """Run the whole audit and write the report folder ``out``; return the numbers of audit.json.
+
+    With ``save_index`` the fitted auditor is also saved to ``out/index`` for ``synthscan sample --audit``.
+    """
     out = Path(out)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise BadInputError("output folder exists and is not empty (use --overwrite to replace it)", out)
@@ -206,6 +209,9 @@ def audit(samples_path, train_path, out, holdout_path=None, model=None, features
                                               max_pairs)
         (folder / "audit.json").write_text(json.dumps(_finite(result), indent=2) + "\n")
         (folder / "audit.md").write_text(markdown(result))
+        if save_index:
+            auditor.save(folder / "index", model.hash if model is not None and features_name == "generator encoder"
+                         else None)
     return result
 
 

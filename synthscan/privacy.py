@@ -39,8 +39,10 @@ models", USENIX Security.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -57,6 +59,7 @@ BODY_FRACTION = 0.05  # a row belongs to the body when its smoothed counts excee
 CANDIDATES = 16  # nearest candidates per query re-ranked with translations
 PIXEL, FEATURES = "pixel", "features"
 CRITERIA = ("distance", "ratio")
+INDEX_FORMAT = "synthscan-audit-index/1"
 
 Features = Callable[[Sequence[Scan]], np.ndarray]
 
@@ -394,12 +397,7 @@ class MemorizationAuditor:
         if n < 3 or len(set(groups)) < 2:
             raise BadInputError(f"the audit needs at least 3 training scans of 2 patients ({n} scans, "
                                 f"{len(set(groups))} patients)")
-        self.train_, self.train_groups_ = train, groups
-        self.feature_centre_ = None if train.features is None else train.features.mean(axis=0)
-        self.indexes_ = {PIXEL: NeighbourIndex(self._vectors(train, PIXEL), groups, self.shifts,
-                                               coarse=pooled_vectors(train.pixel))}
-        if FEATURES in self.spaces:
-            self.indexes_[FEATURES] = NeighbourIndex(self._vectors(train, FEATURES), groups)
+        self._index(train, groups, None if train.features is None else train.features.mean(axis=0))
         if reference is not None:
             ref_groups = np.char.add("ref-", np.arange(len(reference)).astype(str)) if reference_groups is None \
                 else np.asarray([str(g) for g in reference_groups])
@@ -423,6 +421,71 @@ class MemorizationAuditor:
                 k = max(1, int(np.floor(rate * (values.size + 1))))
                 self.rules_.append(Rule(space, criterion, float(values[k - 1]), k, int(values.size)))
         return self
+
+    def _index(self, train: Embedding, groups: np.ndarray, feature_centre: np.ndarray | None) -> None:
+        self.train_, self.train_groups_, self.feature_centre_ = train, groups, feature_centre
+        self.indexes_ = {PIXEL: NeighbourIndex(self._vectors(train, PIXEL), groups, self.shifts,
+                                               coarse=pooled_vectors(train.pixel))}
+        if FEATURES in self.spaces:
+            self.indexes_[FEATURES] = NeighbourIndex(self._vectors(train, FEATURES), groups)
+
+    # -- saving (``synthscan audit --save-index`` -> ``synthscan sample --audit``)
+
+    def save(self, folder, model_hash: str | None = None) -> Path:
+        """Save what :meth:`is_near_copy` needs: aligned training images (and features), rules, settings.
+
+        Patients become opaque numbers (only "same patient or not" matters for the d1/d2 ratio), so the index
+        carries no identifier of the training manifest. ``model_hash`` names the generator whose encoder made
+        the features (the index then refuses other generators).
+        """
+        from safetensors.numpy import save_file
+
+        from synthscan.io.atomic import atomic_dir
+
+        tensors = {"pixel": np.ascontiguousarray(self.train_.pixel, np.float32),
+                   "groups": np.unique(self.train_groups_, return_inverse=True)[1].astype(np.int64)}
+        if self.train_.features is not None:
+            tensors["features"] = np.ascontiguousarray(self.train_.features, np.float32)
+            tensors["feature_centre"] = np.ascontiguousarray(self.feature_centre_, np.float32)
+        info = {"format": INDEX_FORMAT, "grid": list(self.grid), "shifts": [list(s) for s in self.shifts],
+                "false_positive_rate": self.false_positive_rate, "views": list(self.views_),
+                "calibration": self.calibration_, "spaces": list(self.spaces),
+                "feature_model": model_hash if self.features is not None else None,
+                "rules": [{"space": r.space, "criterion": r.criterion, "threshold": r.threshold, "k": r.k,
+                           "n_reference": r.n_reference} for r in self.rules_]}
+        folder = Path(folder)
+        with atomic_dir(folder) as tmp:
+            save_file(tensors, str(Path(tmp) / "index.safetensors"))
+            (Path(tmp) / "index.json").write_text(json.dumps(info, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder, features: Features | None = None) -> "MemorizationAuditor":
+        """An auditor saved by :meth:`save`; ``features`` must be given when the index has a feature space."""
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        try:
+            info = json.loads((folder / "index.json").read_text())
+            tensors = load_file(str(folder / "index.safetensors"))
+        except (OSError, ValueError) as error:
+            raise BadInputError(f"not a synthscan audit index ({type(error).__name__}); make one with "
+                                "synthscan audit --save-index", folder) from None
+        if info.get("format") != INDEX_FORMAT:
+            raise BadInputError(f"not a synthscan audit index (format {info.get('format')!r})", folder)
+        if (FEATURES in info["spaces"]) != (features is not None):
+            raise BadInputError("the index was built with a learned feature space; its generator is needed"
+                                if features is None else "the index has no learned feature space", folder)
+        auditor = cls(features, tuple(info["grid"]), info["false_positive_rate"],
+                      tuple(tuple(s) for s in info["shifts"]))
+        auditor.views_ = tuple(info["views"])
+        auditor.calibration_ = info["calibration"]
+        auditor._index(Embedding(tensors["pixel"], tensors.get("features")), tensors["groups"].astype(str),
+                       tensors.get("feature_centre"))
+        auditor.rules_ = [Rule(r["space"], r["criterion"], r["threshold"], r["k"], r["n_reference"])
+                          for r in info["rules"]]
+        auditor.feature_model_ = info.get("feature_model")
+        return auditor
 
     # -- querying
 

@@ -54,6 +54,8 @@ class SampleRequest:
     solver: str | None = None
     formats: tuple[str, ...] = ("dicom",)
     matrix: tuple[int, int] | None = None
+    audit: Path | None = None  # an audit index (synthscan audit --save-index): near-copies are re-drawn
+    max_redraws: int = 20
 
     def __post_init__(self):
         check_condition(self.condition, self.grade)
@@ -65,6 +67,7 @@ class SampleRequest:
             (self.guidance_scale is None or (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0),
              f"guidance scale must be >= 0, got {self.guidance_scale}"),
             (self.solver in (None, "dpmpp_2m", "heun"), f"unknown solver {self.solver!r} (dpmpp_2m, heun)"),
+            (self.max_redraws >= 1, f"max redraws must be >= 1, got {self.max_redraws}"),
             (bool(self.formats) and set(self.formats) <= set(FORMATS),
              f"format must be a comma-separated subset of {','.join(FORMATS)}, got {','.join(self.formats)}"),
         ]
@@ -82,10 +85,13 @@ class SampleResult:
     model_hash: str
     seconds: float
     is_main_process: bool = True
+    redrawn: int | None = None  # scans re-drawn by the audit (None: no audit)
 
     def summary(self) -> str:
+        audit = "" if self.redrawn is None else (f"; audit: {self.written + self.skipped} checked, "
+                                                 f"{self.redrawn} re-drawn as near-copies")
         return (f"{self.written} scans written, {self.skipped} already there, in {self.out} "
-                f"(manifest.csv, contact_sheet.png; model {self.model_hash[:8]}; {self.seconds:.1f} s)")
+                f"(manifest.csv, contact_sheet.png; model {self.model_hash[:8]}; {self.seconds:.1f} s{audit})")
 
 
 def study_id(model_hash: str, condition: str, grade: int | None, seed: int) -> str:
@@ -127,7 +133,7 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
     seeds = list(range(request.seed + state.process_index, request.seed + request.n, state.num_processes))
     network_threads, writer_threads = _threads(state.num_processes)
     torch.set_num_threads(network_threads)
-    writer = _Writer(model, request, matrix)
+    writer = _Writer(model, request, matrix, _auditor(request.audit, model))
     todo = [s for s in seeds if not writer.complete(s)]
     rows = [writer.row_from_file(s) for s in seeds if writer.complete(s)]
     rows += _generate(model, writer, todo, request, progress and state.is_main_process, writer_threads)
@@ -145,7 +151,45 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
 
         counts = gather_object([(written, skipped)])
         written, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
-    return SampleResult(request.out, written, skipped, model.hash, time.time() - began, state.is_main_process)
+    redrawn = sum(1 for row in rows if row.get("audit_redraws"))
+    if state.num_processes > 1 and request.audit is not None:
+        from accelerate.utils import gather_object
+
+        redrawn = sum(gather_object([redrawn]))
+    return SampleResult(request.out, written, skipped, model.hash, time.time() - began, state.is_main_process,
+                        None if request.audit is None else redrawn)
+
+
+def _auditor(folder, model):
+    """The saved audit of ``folder`` (None without one); an encoder-feature index must match the model."""
+    if folder is None:
+        return None
+    import json
+
+    from synthscan.privacy import MemorizationAuditor
+
+    try:
+        feature_model = json.loads((Path(folder) / "index.json").read_text()).get("feature_model")
+    except (OSError, ValueError):
+        feature_model = None  # MemorizationAuditor.load names the problem
+    features = None
+    if feature_model is not None:
+        if feature_model != model.hash:
+            raise BadInputError(f"the audit index uses the encoder of generator {feature_model[:8]}, not of the "
+                                f"sampling generator {model.hash[:8]}: rebuild it with synthscan audit --model",
+                                folder)
+        from synthscan.membership import encoder_features
+
+        features = encoder_features(model)
+    return MemorizationAuditor.load(folder, features)
+
+
+def redraw_seed(seed: int, attempt: int) -> int:
+    """The noise seed of re-draw ``attempt`` (>= 1) of sample ``seed``: fixed, and far from every run's seeds."""
+    import hashlib
+
+    digest = hashlib.sha256(f"synthscan-redraw:{seed}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _threads(processes: int) -> tuple[int, int]:
@@ -202,8 +246,8 @@ def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest
 class _Writer:
     """Files and manifest row of one sample."""
 
-    def __init__(self, model, request: SampleRequest, matrix):
-        self.model, self.request, self.matrix = model, request, tuple(matrix)
+    def __init__(self, model, request: SampleRequest, matrix, auditor=None):
+        self.model, self.request, self.matrix, self.auditor = model, request, tuple(matrix), auditor
         sampler = model.info["sampler"]
         self.steps = request.steps or sampler["steps"]
         self.guidance_scale = sampler["guidance_scale"] if request.guidance_scale is None else request.guidance_scale
@@ -222,11 +266,38 @@ class _Writer:
         paths = self.paths(seed)
         return all(paths[f].is_file() for f in self.request.formats) and paths["dicom"].is_file()
 
-    def provenance(self, seed: int, class_id: int) -> dict:
+    def provenance(self, seed: int, class_id: int, redraws: int | None) -> dict:
         labels = labels_for(class_id)
+        audit = {} if redraws is None else {"audit_redraws": redraws}
         return {"model": self.model.hash, "seed": seed, "condition": labels["condition"],
                 "amyloid_grade": labels["amyloid_grade"], "guidance_scale": self.guidance_scale,
-                "steps": self.steps, "solver": self.solver}
+                "steps": self.steps, "solver": self.solver, **audit}
+
+    def audited(self, scan, seed: int, class_id: int):
+        """``scan``, or its re-draw with fresh noise while the audit flags it as a near-copy; (scan, redraws)."""
+        import torch
+
+        from synthscan.model.counts import poisson_continuous
+        from synthscan.model.pipeline import sample_rng
+        from synthscan.scan import Scan
+
+        if self.auditor is None:
+            return scan, None
+        redraws = 0
+        while self.auditor.is_near_copy(scan):
+            redraws += 1
+            if redraws > self.request.max_redraws:
+                raise BadInputError(f"seed {seed}: still a near-copy of a training scan after "
+                                    f"{self.request.max_redraws} re-draws; the generator memorizes (see synthscan "
+                                    "audit)", self.request.out)
+            noise = redraw_seed(seed, redraws)
+            rng = sample_rng(noise)
+            total = self.model.draw_total_counts(class_id, rng)
+            with torch.inference_mode():
+                expected = self.model.expected_counts([noise], [class_id], [total], self.matrix, self.steps,
+                                                      self.guidance_scale, self.solver).numpy()[0]
+            scan = Scan(poisson_continuous(expected, rng), self.spacing, self.model.views)
+        return scan, redraws
 
     def write(self, seed: int, class_id: int, expected: np.ndarray, rng: np.random.Generator) -> dict:
         from synthscan.io.dicom import write_scan
@@ -234,17 +305,18 @@ class _Writer:
         from synthscan.render import save_png
         from synthscan.scan import Scan
 
-        scan = Scan(poisson_continuous(expected, rng), self.spacing, self.model.views)
+        scan, redraws = self.audited(Scan(poisson_continuous(expected, rng), self.spacing, self.model.views), seed,
+                                     class_id)
         paths = self.paths(seed)
         ident = study_id(self.model.hash, self.request.condition, self.request.grade, seed)
-        meta = {"patient_id": ident, "patient_name": "SYNTHETIC", "synthetic": self.provenance(seed, class_id),
+        meta = {"patient_id": ident, "patient_name": "SYNTHETIC", "synthetic": self.provenance(seed, class_id, redraws),
                 "series_description": "WB ANT/POST" if len(scan.views) == 2 else f"WB {scan.views[0][:4].upper()}"}
         if self.tracer:
             meta["tracer"] = self.tracer
         if "png" in self.request.formats:
             save_png(scan, paths["png"])
         write_scan(paths["dicom"], scan, meta)  # always written, last: it marks the sample complete
-        return self._row(seed, class_id, scan.total_counts)
+        return self._row(seed, class_id, scan.total_counts, redraws)
 
     def row_from_file(self, seed: int) -> dict:
         import pydicom
@@ -254,9 +326,10 @@ class _Writer:
                         if "=" in part)
         class_id = class_for(comments.get("condition", self.request.condition),
                              int(comments["amyloid_grade"]) if comments.get("condition") == "amyloidosis" else None)
-        return self._row(seed, class_id, float(header.get("CountsAccumulated", 0)))
+        redraws = int(comments["audit_redraws"]) if "audit_redraws" in comments else None
+        return self._row(seed, class_id, float(header.get("CountsAccumulated", 0)), redraws)
 
-    def _row(self, seed: int, class_id: int, total_counts: float) -> dict:
+    def _row(self, seed: int, class_id: int, total_counts: float, redraws: int | None = None) -> dict:
         ident = study_id(self.model.hash, self.request.condition, self.request.grade, seed)
         labels = labels_for(class_id)
         return {"study_id": ident, "patient_id": ident, "site": "synthetic", "tracer": self.tracer,
@@ -265,7 +338,8 @@ class _Writer:
                 "pixel_spacing_mm": round(self.spacing[0], 4), "total_counts": total_counts,
                 "metastasis": labels["metastasis"], "amyloid_grade": labels["amyloid_grade"], "synthetic": 1,
                 "source": self.model.hash, "seed": seed, "condition": labels["condition"],
-                "guidance_scale": self.guidance_scale, "steps": self.steps, "solver": self.solver}
+                "guidance_scale": self.guidance_scale, "steps": self.steps, "solver": self.solver,
+                **({} if redraws is None else {"audit_redraws": redraws})}
 
 
 def _merge_manifest(out: Path, existing: pd.DataFrame | None, parts: int) -> None:

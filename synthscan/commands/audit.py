@@ -27,6 +27,9 @@ def register(subparsers):
     parser.add_argument("--max-pairs", type=int, default=50, help="flagged pairs drawn as PNGs (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the loss attack's noise")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    parser.add_argument("--save-index", action="store_true",
+                        help="also save the fitted audit (aligned training images, features, calibrated rules; no "
+                             "identifiers) to OUT/index for `synthscan sample --audit OUT/index`")
     parser.set_defaults(func=run)
 
 
@@ -35,6 +38,9 @@ def run(args) -> int:
 
     if args.max_pairs < 0:
         raise BadInputError(f"--max-pairs must be >= 0, got {args.max_pairs}")
+    if args.save_index and args.judge:
+        raise BadInputError("--save-index works with the generator's encoder (--model) or pixels only: "
+                            "synthscan sample cannot compute the judge's features")
     model = None
     if args.model:
         from synthscan.model.pipeline import SynthscanModel
@@ -44,7 +50,7 @@ def run(args) -> int:
     result = audit(args.samples, args.train, args.out, holdout_path=args.holdout, model=model, features=features,
                    features_name="fidelity judge (penultimate activations)" if args.judge else None,
                    false_positive_rate=args.false_positive_rate, grid=parse_grid(args.grid),
-                   max_pairs=args.max_pairs, seed=args.seed, overwrite=args.overwrite)
+                   max_pairs=args.max_pairs, seed=args.seed, overwrite=args.overwrite, save_index=args.save_index)
     for line in [rule["summary"] for rule in result["rules"]] + [
             f"membership inference, {attack['summary']}" for attack in result["membership"]]:
         print(line)

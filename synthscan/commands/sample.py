@@ -19,6 +19,10 @@ def register(subparsers):
     parser.add_argument("--solver", choices=("dpmpp_2m", "heun"), help="default: the model's")
     parser.add_argument("--format", default="dicom", help="dicom, png or dicom,png (default dicom)")
     parser.add_argument("--matrix", help="clinical matrix ROWSxCOLS, e.g. 1024x256 or 512x128 (default: the model's)")
+    parser.add_argument("--audit", help="audit index (synthscan audit --save-index: OUT/index): a scan flagged as a "
+                        "near-copy of a training scan is re-drawn with fresh noise (recorded as audit_redraws)")
+    parser.add_argument("--max-redraws", type=int, default=20, help="re-draws per scan before giving up "
+                        "(default 20; then exit 2: the generator memorizes)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -33,7 +37,8 @@ def run(args) -> int:
     request = SampleRequest(condition=args.condition, n=args.n, out=args.out, seed=args.seed, grade=args.grade,
                             batch_size=args.batch_size, steps=args.steps, guidance_scale=args.guidance_scale,
                             solver=args.solver, formats=formats,
-                            matrix=parse_matrix(args.matrix) if args.matrix else None)
+                            matrix=parse_matrix(args.matrix) if args.matrix else None, audit=args.audit,
+                            max_redraws=args.max_redraws)
     result = sample(request, args.model, progress=not args.quiet)
     if result.is_main_process:
         print(result.summary())

@@ -33,7 +33,8 @@ ALLOWED = {
     "tracer": {"MDP", "HMDP", "HDP", "DPD"},
     "condition": {"normal", "metastasis", "amyloidosis"},
 }
-INTEGER_COLUMNS = ("rows", "cols", "metastasis", "amyloid_grade", "lesion_count", "event", "synthetic", "seed")
+INTEGER_COLUMNS = ("rows", "cols", "metastasis", "amyloid_grade", "lesion_count", "event", "synthetic", "seed",
+                   "audit_redraws")
 FLOAT_COLUMNS = ("pixel_spacing_mm", "total_counts", "activity_mbq", "uptake_minutes", "age_years",
                  "time_days", "guidance_scale")
 TEXT_COLUMNS = ("study_id", "patient_id", "site", "tracer", "camera", "path", "views", "sex", "source", "condition")
