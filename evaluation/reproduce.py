@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.reproduce_recipe import REFERENCE_ARM, UPPER_BOUND_ARM, Recipe, load_recipe
+from evaluation.reproduce_recipe import REFERENCE_ARM, Recipe, load_recipe
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path, write_text
 from synthscan.io.manifest import grouped_split, read_manifest, write_manifest
+from synthscan.mix import is_synthetic, mix, plan_counts, real_classes, rebase_paths
 
 STAGES = ("data", "generator", "sample", "audit", "fidelity", "classifiers", "predictions", "survival", "reader",
           "report")
@@ -166,14 +167,12 @@ def stage_data(run: Run) -> dict:
     if shared:
         raise BadInputError(f"{len(shared)} patient(s) in both the training and the internal test set")
     train_site = _site_name(small, "train-site")
-    parts = {"train": train, "internal-test": internal.assign(site=internal["site"].fillna(train_site)),
+    parts = {"train": train, "internal-test": _with_site(internal, train_site),
              "generator-train": frames["generator"], "generator-holdout": frames["generator-holdout"]}
     for name, frame in externals.items():
-        parts[f"external-{name}"] = frame.assign(site=frame["site"].fillna(name) if "site" in frame else name)
+        parts[f"external-{name}"] = _with_site(frame, name)
     splits = run.path("data", "splits")
     splits.mkdir(parents=True, exist_ok=True)
-    from synthscan.mix import rebase_paths
-
     for name, frame in parts.items():
         write_manifest(rebase_paths(frame, splits), splits / f"{name}.csv")
     sites = {}
@@ -190,17 +189,19 @@ def stage_data(run: Run) -> dict:
     return {"studies": int(sum(len(f) for f in parts.values()))}
 
 
-def _refuse_synthetic(frame: pd.DataFrame, role: str) -> None:
-    from synthscan.mix import is_synthetic
+def _with_site(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Blank sites take ``name`` (the test-site name in predictions)."""
+    site = frame["site"] if "site" in frame else pd.Series(pd.NA, index=frame.index, dtype=object)
+    return frame.assign(site=site.astype(object).where(site.notna(), name))
 
+
+def _refuse_synthetic(frame: pd.DataFrame, role: str) -> None:
     if is_synthetic(frame).any():
         raise BadInputError(f"the {role} manifest holds synthetic scans; reproduce needs real scans there",
                             frame.attrs.get("path"))
 
 
 def _strata(frame: pd.DataFrame) -> pd.Series:
-    from synthscan.mix import real_classes
-
     return real_classes(frame).fillna("unlabelled")
 
 
@@ -246,8 +247,6 @@ def stage_generator(run: Run) -> dict:
 
 def synthetic_plan(run: Run) -> dict[str, int]:
     """Synthetic scans per condition: the largest mix of any task and seed, plus the recipe's extra."""
-    from synthscan.mix import plan_counts, real_classes
-
     train = read_manifest(run.split("train"))
     counts = real_classes(train).value_counts().to_dict()
     largest = plan_counts(counts, ratio=max(run.recipe["synthetic"]["ratios"]), balance="per-class",
@@ -272,8 +271,6 @@ def stage_sample(run: Run) -> dict:
         result = sample(request, folder, progress=run.progress)
         run.say(f"sample: {result.summary()}")
         frame = read_manifest(out / "manifest.csv")
-        from synthscan.mix import rebase_paths
-
         frames.append(rebase_paths(frame, run.path("synthetic")))
         seed += n  # disjoint noise seeds per condition
     write_manifest(pd.concat(frames, ignore_index=True), run.path("synthetic", "manifest.csv"))
@@ -326,7 +323,6 @@ def classifier_jobs(run: Run) -> list[dict]:
 def _training_frames(run: Run, task: str, arm: dict, seed: int, train: pd.DataFrame):
     """Training and validation manifests of one classifier run (validation: real small-site scans)."""
     from evaluation.data import split_train_val
-    from synthscan.mix import mix
 
     fit, val = split_train_val(train, task, seed, run.recipe["classifier"]["val_fraction"])
     if arm["kind"] == "mixed":
