@@ -180,8 +180,8 @@ def stage_data(run: Run) -> dict:
              ("internal-test", "internal-test")] + [(f"external-{n}", "external") for n in externals]
     for split, role in roles:
         frame = parts[split]
-        sites[split] = {"site": _site_name(frame, split), "role": role, "tracer": _first(frame, "tracer"),
-                        "camera": _first(frame, "camera"), "studies": int(len(frame)),
+        sites[split] = {"site": _site_name(frame, split), "role": role, "tracer": _distinct(frame, "tracer"),
+                        "camera": _distinct(frame, "camera"), "studies": int(len(frame)),
                         "patients": int(frame["patient_id"].nunique()),
                         "positives": {"metastasis": _count(frame, "metastasis", 1),
                                       "amyloidosis": _count(frame, "amyloid_grade", 2)}}
@@ -210,7 +210,7 @@ def _site_name(frame: pd.DataFrame, fallback: str) -> str:
     return sites.mode().iloc[0] if len(sites) else fallback
 
 
-def _first(frame: pd.DataFrame, column: str) -> str:
+def _distinct(frame: pd.DataFrame, column: str) -> str:
     values = frame[column].dropna().astype(str) if column in frame else pd.Series(dtype=str)
     return ", ".join(sorted(values.unique())) if len(values) else ""
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthscan.config import read_toml
 from synthscan.errors import BadInputError
 
 TASKS = ("metastasis", "amyloidosis")
@@ -202,12 +202,7 @@ def load_recipe(path) -> Recipe:
     from synthscan.phantom.sites import SITES
 
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError("recipe not found", path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise BadInputError(f"not valid TOML ({error})", path) from None
+    raw = read_toml(path, "recipe")
     if "reproduce" not in raw or not isinstance(raw["reproduce"], dict):
         raise BadInputError("no [reproduce] table: not a reproduce recipe", path)
     settings = _check(raw["reproduce"], DEFAULTS, "reproduce", path)

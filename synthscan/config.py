@@ -184,13 +184,14 @@ def _build(kind, table: dict, source: str):
 REPRODUCE_TABLE = "reproduce"
 
 
-def read_toml(path) -> dict:
+def read_toml(path, what: str = "config file") -> dict:
+    """A TOML file as a dict; a missing or unparsable file is a ``BadInputError`` naming it."""
     path = Path(path)
     if not path.is_file():
-        raise BadInputError("config file not found", path)
+        raise BadInputError(f"{what} not found", path)
     try:
         return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise BadInputError(f"not valid TOML ({error})", path) from None
 
 

@@ -74,17 +74,9 @@ FLAGS = ("task", "arch", "fusion", "region", "grid", "strategy", "seed", "arm", 
 
 def settings(args) -> dict:
     """Config values: --config TOML first, then every flag that was given."""
-    import tomllib
+    from synthscan.config import read_toml
 
-    values = {}
-    if args.config:
-        try:
-            with open(args.config, "rb") as handle:
-                values = tomllib.load(handle)
-        except FileNotFoundError:
-            raise BadInputError("config file not found", args.config) from None
-        except tomllib.TOMLDecodeError as error:
-            raise BadInputError(f"not valid TOML ({error})", args.config) from None
+    values = read_toml(args.config) if args.config else {}
     values.update({name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None})
     if args.views:
         values["views"] = args.views

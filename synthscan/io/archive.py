@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from synthscan.errors import BadInputError
 from synthscan.io.table import read_csv_table

@@ -7,7 +7,7 @@ import pytest
 
 from synthscan.cli import main
 from synthscan.io.dicom import read_scan
-from synthscan.io.manifest import read_manifest, scan_path
+from synthscan.io.manifest import read_manifest
 from synthscan.model.tiny import tiny_model
 from synthscan.privacy import MemorizationAuditor
 
