@@ -91,6 +91,21 @@ def test_expected_counts_hit_totals_at_any_matrix():
         assert float(expected.min()) >= 0
 
 
+def test_clinical_matrix_block_sums_give_back_the_network_pattern():
+    """Network grid -> clinical matrix -> canonical block sums is the identity (no blur of one-pixel foci)."""
+    y = torch.full((1, 2, 32, 8), -0.5)
+    y[0, 0, 10, 3] = 1.0  # a one-pixel hot spot
+    grid = expected_counts(y, [1e5], (32, 8))
+    for matrix in ((128, 32), (64, 16)):
+        clinical = expected_counts(y, [1e5], matrix)[0].double().numpy()
+        scan = Scan(clinical, (1.0, 1.0))
+        assert canonical_counts(scan, 32, 8) == pytest.approx(grid[0].numpy(), rel=1e-4)
+        assert float(clinical.min()) >= 0
+    plain = torch.nn.functional.interpolate(grid, size=(128, 32), mode="bilinear", align_corners=False) / 16
+    plain_peak = canonical_counts(Scan(plain[0].double().numpy(), (1.0, 1.0)), 32, 8)[0, 10, 3]
+    assert plain_peak < 0.7 * float(grid[0, 0, 10, 3])  # what plain bilinear resampling would have lost
+
+
 def test_parse_matrix():
     assert parse_matrix("1024x256") == (1024, 256)
     for bad in ("1024", "ax3", "0x0", "99999x2"):
