@@ -2,7 +2,7 @@
 
 Judge: a small 3-class CNN (normal / metastasis / amyloidosis grade >= 2) trained on real scans of the
 generator site's training split, at the generator's canonical grid and intensity transform
-(synthscan/preprocess.py). Its 128-d penultimate activations are the feature space of the distances.
+(synthscan/preprocess.py). Its 256-d penultimate activations are the feature space of the distances.
 
 Figures (each next to its real-data reference):
 - conditional accuracy: the judge's accuracy on samples of each condition, beside its accuracy on held-out
@@ -35,7 +35,7 @@ from torch import nn
 from synthscan.errors import BadInputError
 
 JUDGE_CLASSES = ("normal", "metastasis", "amyloidosis")
-JUDGE_FORMAT = "synthscan-judge/1"
+JUDGE_FORMAT = "synthscan-judge/2"
 
 
 def judge_class(metastasis, amyloid_grade) -> int:
@@ -71,25 +71,34 @@ def load_canonical(frame: pd.DataFrame, rows: int = 256, cols: int = 64, progres
 
 
 class JudgeNetwork(nn.Module):
-    """Four stride-2 stages (16-32-64-128 channels) of conv-BN-ReLU pairs, global average pool, linear."""
+    """Four stride-2 stages (16-32-64-128 channels) of conv-BN-ReLU pairs, global average and max pools, linear.
+
+    Built for focal findings: each view enters twice, as is and as its local contrast (the image minus its
+    5x5 mean, x4), and the last feature map is pooled by its mean *and* its maximum, so that one hot spot
+    is not averaged away over the whole body. On phantom data (aurora-dpd, 2,221 training scans, 256x64)
+    this lifted held-out accuracy from 0.65 (plain input, average pool, 10 epochs) to 0.84 (15 epochs,
+    count-thinning augmentation): benchmarks/RESULTS.md.
+    """
 
     def __init__(self, views: int = 2, width: int = 16, classes: int = 3):
         super().__init__()
-        layers, channels = [], views
+        layers, channels = [], 2 * views
         for stage in range(4):
             out = width * 2 ** stage
             layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
                        nn.Conv2d(out, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
             channels = out
-        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(channels, classes)
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * channels, classes)
         self.config = {"views": views, "width": width, "classes": classes}
 
     def features(self, x):
-        return self.body(x)
+        local_contrast = x - nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+        h = self.body(torch.cat([x, 4 * local_contrast], dim=1))
+        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
 
     def forward(self, x):
-        return self.head(self.body(x))
+        return self.head(self.features(x))
 
 
 @dataclass(frozen=True)
@@ -97,10 +106,11 @@ class JudgeConfig:
     rows: int = 256
     cols: int = 64
     width: int = 16
-    epochs: int = 10
+    epochs: int = 15
     batch_size: int = 32
     lr: float = 2e-3
     seed: int = 0
+    thinning: float = 0.3  # augmentation: each training scan keeps a random share in [thinning, 1] of its counts
 
 
 class Judge:
@@ -118,12 +128,12 @@ class Judge:
         from tqdm import tqdm
 
         keep = labels >= 0
-        x, y = self._inputs(counts[keep]), torch.as_tensor(labels[keep], dtype=torch.long)
+        raw, y = torch.as_tensor(counts[keep], dtype=torch.float32), torch.as_tensor(labels[keep], dtype=torch.long)
         if len(np.unique(labels[keep])) < 3:
             raise BadInputError("the judge needs real scans of all three classes (normal, metastasis, amyloidosis "
                                 "grade >= 2) in its training manifest")
         torch.manual_seed(self.config.seed)
-        network = JudgeNetwork(views=x.shape[1], width=self.config.width)
+        network = JudgeNetwork(views=raw.shape[1], width=self.config.width)
         weights = torch.as_tensor(len(y) / (3 * np.bincount(y.numpy(), minlength=3).clip(min=1)), dtype=torch.float32)
         optimizer = torch.optim.AdamW(network.parameters(), lr=self.config.lr, weight_decay=1e-4)
         steps = self.config.epochs * int(np.ceil(len(y) / self.config.batch_size))
@@ -137,7 +147,11 @@ class Judge:
                     batch = order[start:start + self.config.batch_size]
                     if len(batch) < 2:
                         continue
-                    loss = nn.functional.cross_entropy(network(x[batch]), y[batch], weight=weights)
+                    counts_batch = raw[batch]
+                    if self.config.thinning < 1:  # a shorter acquisition of the same scan: binomial thinning
+                        keep = torch.empty(len(batch), 1, 1, 1).uniform_(self.config.thinning, 1.0, generator=generator)
+                        counts_batch = torch.binomial(counts_batch, keep.expand_as(counts_batch), generator=generator)
+                    loss = nn.functional.cross_entropy(network(self._inputs(counts_batch)), y[batch], weight=weights)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
@@ -183,9 +197,13 @@ class Judge:
         folder = Path(folder)
         try:
             config = json.loads((folder / "config.json").read_text())
-            assert config["format"] == JUDGE_FORMAT
-        except (OSError, ValueError, KeyError, AssertionError):
+            found = config["format"]
+            assert str(found).startswith("synthscan-judge/")
+        except (OSError, ValueError, KeyError, TypeError, AssertionError):
             raise BadInputError("not a synthscan judge folder (config.json, model.safetensors)", folder) from None
+        if found != JUDGE_FORMAT:
+            raise BadInputError(f"judge of an older format ({found}, this synthscan reads {JUDGE_FORMAT}): fit a "
+                                "new one with --train", folder / "config.json")
         judge = cls(JudgeConfig(**config["judge"]))
         judge.network_ = JudgeNetwork(**config["network"])
         judge.network_.load_state_dict(load_file(str(folder / "model.safetensors")))
