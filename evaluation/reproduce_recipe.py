@@ -72,7 +72,7 @@ DEFAULTS: dict = {
         "val_fraction": 0.2,
     },
     "audit": {"false_positive_rate": 0.01, "grid": [128, 32], "encoder": True},
-    "fidelity": {"n": 300, "judge_train": 1200, "judge_epochs": 10},
+    "fidelity": {"n": 300, "judge_train": 1200, "judge_epochs": 15},
     "survival": {"task": "metastasis", "arm": "primary", "seed": "first"},
     "reader": {"cases": 400, "readers": 4, "synthetic_fraction": 0.5, "accuracy": "detectability",
                "correlation": 0.3},
