@@ -113,6 +113,13 @@ class JudgeConfig:
     thinning: float = 0.3  # augmentation: each training scan keeps a random share in [thinning, 1] of its counts
 
 
+def thin_counts(counts: torch.Tensor, keep: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Binomial thinning (each count kept with probability ``keep``); the fractional part of counts that were
+    resampled to the grid (non-integer) is scaled, not drawn."""
+    whole = counts.floor()
+    return torch.binomial(whole, keep, generator=generator) + keep * (counts - whole)
+
+
 class Judge:
     """Fit on canonical counts and judge classes; ``predict``/``features`` on canonical counts."""
 
@@ -150,7 +157,7 @@ class Judge:
                     counts_batch = raw[batch]
                     if self.config.thinning < 1:  # a shorter acquisition of the same scan: binomial thinning
                         keep = torch.empty(len(batch), 1, 1, 1).uniform_(self.config.thinning, 1.0, generator=generator)
-                        counts_batch = torch.binomial(counts_batch, keep.expand_as(counts_batch), generator=generator)
+                        counts_batch = thin_counts(counts_batch, keep.expand_as(counts_batch), generator)
                     loss = nn.functional.cross_entropy(network(self._inputs(counts_batch)), y[batch], weight=weights)
                     optimizer.zero_grad()
                     loss.backward()

@@ -97,3 +97,18 @@ def test_a_judge_of_an_older_format_is_refused_by_name(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": "synthscan-judge/1", "judge": {}, "network": {}}))
     with pytest.raises(BadInputError, match="older format .synthscan-judge/1.*fit a new one with --train"):
         Judge.load(tmp_path)
+
+
+def test_count_thinning_is_binomial_and_keeps_fractional_counts():
+    import torch
+
+    from evaluation.fidelity import thin_counts
+
+    generator = torch.Generator().manual_seed(0)
+    counts = torch.full((20000,), 40.0)
+    thinned = thin_counts(counts, torch.full_like(counts, 0.25), generator)
+    assert torch.equal(thinned, thinned.round())
+    assert float(thinned.mean()) == pytest.approx(10, abs=0.1)
+    assert float(thinned.var()) == pytest.approx(40 * 0.25 * 0.75, rel=0.05)
+    fractional = thin_counts(torch.full((1000,), 0.4), torch.full((1000,), 0.5), generator)
+    assert torch.allclose(fractional, torch.full((1000,), 0.2))  # resampled counts below 1 are scaled, not zeroed
