@@ -15,8 +15,8 @@ All views of a study share one normalisation, so anterior/posterior ratios survi
 Backward (sampling): network output y -> p = p_ref * ((max(y, -1) + 1) / 2)**2 -> expected counts
 ``lambda = p / sum(p) * total_counts`` (the total drawn per sample from the training distribution of the
 condition) -> resampling to the user's clinical matrix (bilinear, block sums kept: see
-:func:`upsample_keeping_blocks`), keeping the physical field of view (pixel
-spacing = field / matrix) and the total -> Poisson counts drawn with the sample's own generator. The network
+:func:`upsample_keeping_blocks`), keeping the physical field of view (pixel spacing = field / matrix) and the
+total -> Poisson counts drawn with the sample's own generator. The network
 thus models the expected count pattern; count noise comes from the physics, not from the network, which
 keeps the count statistics of real scans (and integer counts) at any matrix.
 """
