@@ -13,7 +13,6 @@ plus top-level ``seed``, checkpointing and precision keys.
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path

@@ -360,7 +360,7 @@ def split_side_by_side(image: np.ndarray, split_column: int | None = None, path=
         column_sums = image.sum(axis=0)
         lo, hi = int(0.3 * cols), int(0.7 * cols)
         empty = column_sums[lo:hi] <= 0.005 * max(column_sums.max(), 1)
-        best, start, run = (0, 0), None, 0
+        best, start = (0, 0), None
         for index, is_empty in enumerate(np.append(empty, False)):
             if is_empty:
                 start = index if start is None else start

@@ -18,7 +18,6 @@ Design, chosen for CPU speed and for small hot spots:
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.nn import functional as F
 

@@ -2,7 +2,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from factories import dciodvfy_errors, make_scan
+from factories import dciodvfy_errors
 from synthscan.errors import BadInputError
 from synthscan.io.dicom import SYNTHETIC_MARKER, read_scan, write_scan
 from synthscan.scan import Scan
