@@ -377,5 +377,5 @@ def _contact_sheet(out: Path) -> None:
         scans.append(read_scan(scan_path(frame, index), views=tuple(str(row["views"]).split("+"))))
         grade = row["amyloid_grade"]
         label = row["condition"] + (f" g{grade}" if row["condition"] == "amyloidosis" else "")
-        captions.append(f"{row['study_id'][-16:]}\n{label} | synthetic")
+        captions.append(f"seed {row['seed']}\n{label} | synthetic")
     contact_sheet(scans, captions, out=out / "contact_sheet.png", columns=8)
