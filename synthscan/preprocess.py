@@ -90,7 +90,7 @@ def upsample_keeping_blocks(intensity: torch.Tensor, matrix: tuple[int, int]) ->
     """
     rows, cols = intensity.shape[-2:]
     up = F.interpolate(intensity, size=tuple(matrix), mode="bilinear", align_corners=False).clamp_min(0)
-    if matrix[0] % rows or matrix[1] % cols or matrix[0] < rows or matrix[1] < cols:
+    if matrix[0] % rows or matrix[1] % cols:  # also true for any matrix smaller than the grid
         return up
     fy, fx = matrix[0] // rows, matrix[1] // cols
     block_means = F.avg_pool2d(up, (fy, fx))
