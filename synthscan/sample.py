@@ -9,12 +9,14 @@ one count whatever the batch size or number of processes. Output layout::
     OUT/contact_sheet.png                             the first scans of the folder
     OUT/<condition>[-g<grade>]/<seed:06d>.dcm         (and .png with --format png)
 
-Under ``accelerate launch`` / ``torchrun`` process r of w takes seeds r, r + w, ...; each writes its own
-files (atomically, synthscan/io/atomic.py) and a manifest part that process 0 merges. A rerun skips every
-scan whose files exist (a file exists only once complete) and rebuilds its manifest row from the DICOM
-header, so an interrupted run is finished by running it again. Memory is flat in n: a scan lives from its
-batch to its file. Network work (torch, all cores) overlaps with Poisson sampling and file writing in a
-small thread pool (numpy and zlib release the GIL).
+Process r of w takes seeds r, r + w, ...: under ``accelerate launch`` / ``torchrun`` the launched
+processes, otherwise worker processes that ``sample`` spawns itself (``--workers``; by default one per core,
+since one process cannot use two cores: its writer threads wait for the GIL in pydicom). Each process writes
+its own files (atomically, synthscan/io/atomic.py) and a manifest part that the main process merges. A rerun
+skips every scan whose files exist (a file exists only once complete) and rebuilds its manifest row from the
+DICOM header, so an interrupted run is finished by running it again. Memory is flat in n: a scan lives from
+its batch to its file. In each process, network work (torch) overlaps with Poisson sampling and file writing
+in a small thread pool (numpy and zlib release the GIL).
 
 ``sample`` never imports the phantom and never reads training data: the model folder holds all it needs.
 """
@@ -56,6 +58,7 @@ class SampleRequest:
     matrix: tuple[int, int] | None = None
     audit: Path | None = None  # an audit index (synthscan audit --save-index): near-copies are re-drawn
     max_redraws: int = 20
+    workers: int | None = None  # processes of a plain run (None: one per core); 1 under accelerate/torchrun
 
     def __post_init__(self):
         check_condition(self.condition, self.grade)
@@ -68,6 +71,7 @@ class SampleRequest:
              f"guidance scale must be >= 0, got {self.guidance_scale}"),
             (self.solver in (None, "dpmpp_2m", "heun"), f"unknown solver {self.solver!r} (dpmpp_2m, heun)"),
             (self.max_redraws >= 1, f"max redraws must be >= 1, got {self.max_redraws}"),
+            (self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
             (bool(self.formats) and set(self.formats) <= set(FORMATS),
              f"format must be a comma-separated subset of {','.join(FORMATS)}, got {','.join(self.formats)}"),
         ]
@@ -120,44 +124,101 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
     """Generate ``request.n`` scans into ``request.out`` with the model in ``model_dir`` (default: bundled)."""
     import time
 
-    import torch
     from accelerate import PartialState
+    from tqdm import tqdm
 
     from synthscan.model.pipeline import SynthscanModel
 
     began = time.time()
     model = SynthscanModel.from_pretrained(DEFAULT_MODEL if model_dir is None else model_dir)
-    matrix = tuple(request.matrix or model.info["matrix"])
     existing = _check_out_folder(request.out, model.hash)
     state = PartialState(cpu=True)  # sampling runs on CPU; cpu=True also lets torchrun start gloo processes
-    seeds = list(range(request.seed + state.process_index, request.seed + request.n, state.num_processes))
-    network_threads, writer_threads = _threads(state.num_processes)
-    torch.set_num_threads(network_threads)
-    writer = _Writer(model, request, matrix, _auditor(request.audit, model))
-    todo = [s for s in seeds if not writer.complete(s)]
-    rows = [writer.row_from_file(s) for s in seeds if writer.complete(s)]
-    rows += _generate(model, writer, todo, request, progress and state.is_main_process, writer_threads)
-    if rows:
-        with atomic_path(request.out / f".manifest-part-{state.process_index}.csv") as tmp:
-            pd.DataFrame(rows).to_csv(tmp, index=False)
+    workers = 1 if state.num_processes > 1 else _local_workers(request)
+    bar = tqdm(total=request.n if workers > 1 else len(_seeds(request, state.process_index, state.num_processes)),
+               desc=f"sampling {folder_name(request.condition, request.grade)}", unit="scan",
+               disable=not (progress and state.is_main_process))
+    if workers > 1:
+        written, skipped, redrawn = _run_workers(request, model_dir, workers, bar.update)
+    else:
+        written, skipped, redrawn = _shard(model, request, state.process_index, state.num_processes, bar.update)
+    bar.close()
     state.wait_for_everyone()
     if state.is_main_process:
-        _merge_manifest(request.out, existing, state.num_processes)
+        _merge_manifest(request.out, existing, max(workers, state.num_processes))
         _contact_sheet(request.out)
     state.wait_for_everyone()
-    written, skipped = len(todo), len(seeds) - len(todo)
     if state.num_processes > 1:  # totals over all processes
         from accelerate.utils import gather_object
 
-        counts = gather_object([(written, skipped)])
-        written, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
-    redrawn = sum(1 for row in rows if row.get("audit_redraws"))
-    if state.num_processes > 1 and request.audit is not None:
-        from accelerate.utils import gather_object
-
-        redrawn = sum(gather_object([redrawn]))
+        counts = gather_object([(written, skipped, redrawn)])
+        written, skipped, redrawn = (sum(c[i] for c in counts) for i in range(3))
     return SampleResult(request.out, written, skipped, model.hash, time.time() - began, state.is_main_process,
                         None if request.audit is None else redrawn)
+
+
+def _seeds(request: SampleRequest, rank: int, world: int) -> list[int]:
+    """Process ``rank`` of ``world`` takes seeds SEED + rank, SEED + rank + world, ..."""
+    return list(range(request.seed + rank, request.seed + request.n, world))
+
+
+def _local_workers(request: SampleRequest) -> int:
+    """Worker processes of a plain (not launched) run: ``request.workers``, or one per core (at most 8) with at
+    least one batch each."""
+    import os
+
+    if request.workers is not None:
+        return request.workers
+    return max(1, min(os.cpu_count() or 1, 8, math.ceil(request.n / request.batch_size)))
+
+
+def _shard(model, request: SampleRequest, rank: int, world: int, report) -> tuple[int, int, int]:
+    """Scans of process ``rank`` of ``world`` and its manifest part; (written, skipped, re-drawn).
+    ``report(k)`` is called as k more scans are done (skipped ones first)."""
+    import torch
+
+    seeds = _seeds(request, rank, world)
+    network_threads, writer_threads = _threads(world)
+    torch.set_num_threads(network_threads)
+    writer = _Writer(model, request, tuple(request.matrix or model.info["matrix"]), _auditor(request.audit, model))
+    todo = [s for s in seeds if not writer.complete(s)]
+    rows = [writer.row_from_file(s) for s in seeds if writer.complete(s)]
+    report(len(rows))
+    rows += _generate(model, writer, todo, request, report, writer_threads)
+    if rows:
+        with atomic_path(request.out / f".manifest-part-{rank}.csv") as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+    return len(todo), len(seeds) - len(todo), sum(1 for row in rows if row.get("audit_redraws"))
+
+
+def _worker_shard(request: SampleRequest, model_dir, rank: int, world: int, queue) -> tuple[int, int, int]:
+    """:func:`_shard` in a worker process of :func:`_run_workers` (progress goes through ``queue``)."""
+    from synthscan.model.pipeline import SynthscanModel
+
+    model = SynthscanModel.from_pretrained(DEFAULT_MODEL if model_dir is None else model_dir)
+    return _shard(model, request, rank, world, queue.put)
+
+
+def _run_workers(request: SampleRequest, model_dir, workers: int, report) -> tuple[int, int, int]:
+    """Run the ``workers`` shards in fresh (spawned) processes; sums of their (written, skipped, re-drawn)."""
+    import multiprocessing
+    import queue as queues
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's thread pools
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        progress = manager.Queue()
+        futures = [pool.submit(_worker_shard, request, model_dir, rank, workers, progress) for rank in range(workers)]
+        while True:
+            running = wait(futures, timeout=0.2).not_done
+            try:
+                while True:
+                    report(progress.get_nowait())
+            except queues.Empty:
+                pass
+            if not running:
+                break
+        results = [future.result() for future in futures]  # a worker's error (e.g. BadInputError) is raised here
+    return tuple(sum(result[i] for result in results) for i in range(3))
 
 
 def _auditor(folder, model):
@@ -207,16 +268,13 @@ def _threads(processes: int) -> tuple[int, int]:
     return max(1, network), max(1, cores - network)
 
 
-def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest, progress: bool,
+def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest, report,
               writer_threads: int = 1) -> list[dict]:
     import torch
-    from tqdm import tqdm
 
     from synthscan.model.pipeline import sample_rng
 
     rows, pending = [], deque()
-    bar = tqdm(total=len(seeds), desc=f"sampling {folder_name(request.condition, request.grade)}", unit="scan",
-               disable=not progress)
     with ThreadPoolExecutor(max_workers=writer_threads) as pool:
         for start in range(0, len(seeds), request.batch_size):
             batch = seeds[start:start + request.batch_size]
@@ -232,14 +290,13 @@ def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest
             while len(pending) > 1:  # keep at most two batches in flight: memory stays flat in n
                 done = pending.popleft()
                 rows += [future.result() for future in done]
-                bar.update(len(done))
+                report(len(done))
             pending.append([pool.submit(writer.write, s, c, image, rng)
                             for s, c, image, rng in zip(batch, classes, expected, rngs)])
         while pending:
             done = pending.popleft()
             rows += [future.result() for future in done]
-            bar.update(len(done))
-    bar.close()
+            report(len(done))
     return rows
 
 

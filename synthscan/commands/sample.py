@@ -23,6 +23,8 @@ def register(subparsers):
                         "near-copy of a training scan is re-drawn with fresh noise (recorded as audit_redraws)")
     parser.add_argument("--max-redraws", type=int, default=20, help="re-draws per scan before giving up "
                         "(default 20; then exit 2: the generator memorizes)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: one per CPU core, at most 8, with at "
+                        "least one batch each; ignored under accelerate launch / torchrun)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -38,7 +40,7 @@ def run(args) -> int:
                             batch_size=args.batch_size, steps=args.steps, guidance_scale=args.guidance_scale,
                             solver=args.solver, formats=formats,
                             matrix=parse_matrix(args.matrix) if args.matrix else None, audit=args.audit,
-                            max_redraws=args.max_redraws)
+                            max_redraws=args.max_redraws, workers=args.workers)
     result = sample(request, args.model, progress=not args.quiet)
     if result.is_main_process:
         print(result.summary())

@@ -60,7 +60,7 @@ def test_cli_refuses_a_folder_that_is_not_a_model(tmp_path):
 def test_two_processes_write_the_same_scans_as_one(model_dir, tmp_path):
     single = tmp_path / "single"
     assert main(["sample", "--model", str(model_dir), "--condition", "metastasis", "-n", "5", "--seed", "3",
-                 "--out", str(single), "--quiet", "--batch-size", "2"]) == 0
+                 "--out", str(single), "--quiet", "--batch-size", "2", "--workers", "1"]) == 0
     sharded = tmp_path / "sharded"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(29900 + os.getpid() % 90), "-m", "synthscan", "sample", "--model", str(model_dir),

@@ -27,9 +27,9 @@ def _counts(folder: Path, name: str, seed: int) -> np.ndarray:
     return read_scan(folder / name / f"{seed:06d}.dcm").counts
 
 
-def test_same_seed_same_scan_whatever_the_batch_size(model_dir, tmp_path):
-    sample(SampleRequest("metastasis", 5, tmp_path / "b1", seed=10, batch_size=1), model_dir, progress=False)
-    sample(SampleRequest("metastasis", 5, tmp_path / "b4", seed=10, batch_size=4), model_dir, progress=False)
+def test_same_seed_same_scan_whatever_the_batch_size_and_worker_count(model_dir, tmp_path):
+    sample(SampleRequest("metastasis", 5, tmp_path / "b1", seed=10, batch_size=1, workers=1), model_dir, progress=False)
+    sample(SampleRequest("metastasis", 5, tmp_path / "b4", seed=10, batch_size=4, workers=1), model_dir, progress=False)
     sample(SampleRequest("metastasis", 2, tmp_path / "tail", seed=13, batch_size=2), model_dir, progress=False)
     for seed in range(10, 15):
         a, b = _counts(tmp_path / "b1", "metastasis", seed), _counts(tmp_path / "b4", "metastasis", seed)
@@ -38,6 +38,30 @@ def test_same_seed_same_scan_whatever_the_batch_size(model_dir, tmp_path):
     for seed in (13, 14):  # scan i of a run uses seed --seed + i
         assert np.abs(_counts(tmp_path / "b1", "metastasis", seed) - _counts(tmp_path / "tail", "metastasis", seed)).max() <= 1
     assert not np.array_equal(_counts(tmp_path / "b1", "metastasis", 10), _counts(tmp_path / "b1", "metastasis", 11))
+
+
+def test_worker_processes_write_the_scans_and_manifest_of_one_process(model_dir, tmp_path):
+    one = sample(SampleRequest("normal", 7, tmp_path / "one", seed=2, batch_size=2, workers=1), model_dir, progress=False)
+    three = sample(SampleRequest("normal", 7, tmp_path / "three", seed=2, batch_size=2, workers=3), model_dir,
+                   progress=False)
+    assert (one.written, three.written, three.skipped) == (7, 7, 0)
+    a, b = read_manifest(tmp_path / "one" / "manifest.csv"), read_manifest(tmp_path / "three" / "manifest.csv")
+    assert a["study_id"].tolist() == b["study_id"].tolist() and b["seed"].tolist() == list(range(2, 9))
+    for seed in range(2, 9):
+        assert np.abs(_counts(tmp_path / "one", "normal", seed) - _counts(tmp_path / "three", "normal", seed)).max() <= 1
+    assert not list((tmp_path / "three").glob(".manifest-part-*"))
+
+
+def test_a_failing_worker_fails_the_run_and_a_rerun_finishes_it(model_dir, tmp_path):
+    (tmp_path / "normal" / "000004.dcm").mkdir(parents=True)  # scan 4 (worker 0 of 2) cannot be written
+    with pytest.raises(OSError):
+        sample(SampleRequest("normal", 6, tmp_path, seed=0, batch_size=1, workers=2), model_dir, progress=False)
+    assert not (tmp_path / "manifest.csv").exists()
+    assert (tmp_path / "normal" / "000005.dcm").is_file()  # worker 1 finished its scans
+    (tmp_path / "normal" / "000004.dcm").rmdir()
+    result = sample(SampleRequest("normal", 6, tmp_path, seed=0, batch_size=1, workers=2), model_dir, progress=False)
+    assert (result.written, result.skipped) == (1, 5)  # only the failed scan is made again
+    assert len(read_manifest(tmp_path / "manifest.csv")) == 6
 
 
 def test_layout_manifest_and_provenance(model_dir, tmp_path):
