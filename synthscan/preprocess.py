@@ -23,18 +23,24 @@ keeps the count statistics of real scans (and integer counts) at any matrix.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from synthscan.errors import BadInputError
 from synthscan.scan import Scan
+
+if TYPE_CHECKING:  # torch is imported where it is used: parsing a matrix must not load it
+    import torch
 
 INTENSITY_REF = 16.0  # normalised intensity (mean pixel = 1) that maps to y = +1
 
 
 def canonical_counts(scan: Scan, rows: int, cols: int) -> np.ndarray:
     """Counts of ``scan`` on the canonical grid ``(V, rows, cols)``, float32, total counts preserved."""
+    import torch
+    import torch.nn.functional as F
+
     counts = scan.counts
     height, width = scan.shape
     if height % rows == 0 and width % cols == 0:  # clinical matrices: exact block sums
@@ -54,6 +60,8 @@ def field_of_view_mm(scan: Scan) -> tuple[float, float]:
 
 def to_network(counts: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Canonical counts ``(..., V, rows, cols)`` -> network input y (float32 tensor, same shape)."""
+    import torch
+
     counts = torch.as_tensor(counts, dtype=torch.float32)
     n_pixels = counts.shape[-3] * counts.shape[-2] * counts.shape[-1]
     totals = counts.sum(dim=(-3, -2, -1), keepdim=True)
@@ -70,6 +78,8 @@ def from_network(y: torch.Tensor) -> torch.Tensor:
 
 def expected_counts(y: torch.Tensor, total_counts, matrix: tuple[int, int]) -> torch.Tensor:
     """Network output ``(B, V, r, c)`` -> expected counts ``(B, V, *matrix)`` summing to ``total_counts``."""
+    import torch
+
     intensity = from_network(y)
     if tuple(intensity.shape[-2:]) != tuple(matrix):
         intensity = upsample_keeping_blocks(intensity, matrix)
@@ -88,6 +98,9 @@ def upsample_keeping_blocks(intensity: torch.Tensor, matrix: tuple[int, int]) ->
     exactly (block sums of the output = the network's canonical intensities) and keeps bilinear smoothness
     inside each block.
     """
+    import torch
+    import torch.nn.functional as F
+
     rows, cols = intensity.shape[-2:]
     up = F.interpolate(intensity, size=tuple(matrix), mode="bilinear", align_corners=False).clamp_min(0)
     if matrix[0] % rows or matrix[1] % cols:  # also true for any matrix smaller than the grid

@@ -122,37 +122,72 @@ def _check_out_folder(out: Path, model_hash: str) -> pd.DataFrame | None:
 
 def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> SampleResult:
     """Generate ``request.n`` scans into ``request.out`` with the model in ``model_dir`` (default: bundled)."""
+    folder = DEFAULT_MODEL if model_dir is None else Path(model_dir)
+    workers = 1 if _launched() else _local_workers(request)
+    if workers > 1:
+        return _sample_with_workers(request, folder, workers, progress)
+    return _sample_in_process(request, folder, progress)
+
+
+def _launched() -> bool:
+    """Whether this process is one of several started by ``accelerate launch`` / ``torchrun``."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _progress_bar(request: SampleRequest, total: int, show: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"sampling {folder_name(request.condition, request.grade)}", unit="scan",
+                disable=not show)
+
+
+def _sample_in_process(request: SampleRequest, folder: Path, progress: bool) -> SampleResult:
+    """All scans in this process, or this process's share under ``accelerate launch`` / ``torchrun``."""
     import time
 
     from accelerate import PartialState
-    from tqdm import tqdm
 
     from synthscan.model.pipeline import SynthscanModel
 
     began = time.time()
-    model = SynthscanModel.from_pretrained(DEFAULT_MODEL if model_dir is None else model_dir)
+    model = SynthscanModel.from_pretrained(folder)
     existing = _check_out_folder(request.out, model.hash)
     state = PartialState(cpu=True)  # sampling runs on CPU; cpu=True also lets torchrun start gloo processes
-    workers = 1 if state.num_processes > 1 else _local_workers(request)
-    bar = tqdm(total=request.n if workers > 1 else len(_seeds(request, state.process_index, state.num_processes)),
-               desc=f"sampling {folder_name(request.condition, request.grade)}", unit="scan",
-               disable=not (progress and state.is_main_process))
-    if workers > 1:
-        written, skipped, redrawn = _run_workers(request, model_dir, workers, bar.update)
-    else:
-        written, skipped, redrawn = _shard(model, request, state.process_index, state.num_processes, bar.update)
-    bar.close()
+    rank, world = state.process_index, state.num_processes
+    with _progress_bar(request, len(_seeds(request, rank, world)), progress and state.is_main_process) as bar:
+        written, skipped, redrawn = _shard(model, request, rank, world, bar.update)
     state.wait_for_everyone()
     if state.is_main_process:
-        _merge_manifest(request.out, existing, max(workers, state.num_processes))
+        _merge_manifest(request.out, existing, world)
         _contact_sheet(request.out)
     state.wait_for_everyone()
-    if state.num_processes > 1:  # totals over all processes
+    if world > 1:  # totals over all processes
         from accelerate.utils import gather_object
 
         counts = gather_object([(written, skipped, redrawn)])
         written, skipped, redrawn = (sum(c[i] for c in counts) for i in range(3))
     return SampleResult(request.out, written, skipped, model.hash, time.time() - began, state.is_main_process,
+                        None if request.audit is None else redrawn)
+
+
+def _sample_with_workers(request: SampleRequest, folder: Path, workers: int, progress: bool) -> SampleResult:
+    """The scans shared by ``workers`` spawned processes. This process only checks the model and the output
+    folder, shows progress and merges the manifest: it never imports torch (0.5-0.8 GB less memory)."""
+    import time
+
+    from synthscan.model.folder import WEIGHTS, file_hash, read_model_config
+
+    began = time.time()
+    read_model_config(folder)  # a folder that is no model is refused before any process starts
+    model_hash = file_hash(folder / WEIGHTS)
+    existing = _check_out_folder(request.out, model_hash)
+    with _progress_bar(request, request.n, progress) as bar:
+        written, skipped, redrawn = _run_workers(request, folder, workers, bar.update)
+    _merge_manifest(request.out, existing, workers)
+    _contact_sheet(request.out)
+    return SampleResult(request.out, written, skipped, model_hash, time.time() - began, True,
                         None if request.audit is None else redrawn)
 
 
@@ -190,15 +225,15 @@ def _shard(model, request: SampleRequest, rank: int, world: int, report) -> tupl
     return len(todo), len(seeds) - len(todo), sum(1 for row in rows if row.get("audit_redraws"))
 
 
-def _worker_shard(request: SampleRequest, model_dir, rank: int, world: int, queue) -> tuple[int, int, int]:
+def _worker_shard(request: SampleRequest, folder: Path, rank: int, world: int, queue) -> tuple[int, int, int]:
     """:func:`_shard` in a worker process of :func:`_run_workers` (progress goes through ``queue``)."""
     from synthscan.model.pipeline import SynthscanModel
 
-    model = SynthscanModel.from_pretrained(DEFAULT_MODEL if model_dir is None else model_dir)
+    model = SynthscanModel.from_pretrained(folder)
     return _shard(model, request, rank, world, queue.put)
 
 
-def _run_workers(request: SampleRequest, model_dir, workers: int, report) -> tuple[int, int, int]:
+def _run_workers(request: SampleRequest, folder: Path, workers: int, report) -> tuple[int, int, int]:
     """Run the ``workers`` shards in fresh (spawned) processes; sums of their (written, skipped, re-drawn)."""
     import multiprocessing
     import queue as queues
@@ -207,7 +242,7 @@ def _run_workers(request: SampleRequest, model_dir, workers: int, report) -> tup
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's thread pools
     with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
         progress = manager.Queue()
-        futures = [pool.submit(_worker_shard, request, model_dir, rank, workers, progress) for rank in range(workers)]
+        futures = [pool.submit(_worker_shard, request, folder, rank, workers, progress) for rank in range(workers)]
         while True:
             running = wait(futures, timeout=0.2).not_done
             try:

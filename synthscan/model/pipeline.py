@@ -16,7 +16,6 @@ depends on its seed only, never on the batch it was generated in.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -28,13 +27,11 @@ from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path
 from synthscan.model.autoencoder import Autoencoder
 from synthscan.model.conditions import CLASS_NAMES, NUM_CLASSES
+from synthscan.model.folder import CONFIG, FORMAT, WEIGHTS, file_hash, read_model_config
 from synthscan.model.precond import EDMDenoiser, build_unet, karras_sigmas
 from synthscan.model.sampler import SOLVERS, guided
 from synthscan.preprocess import expected_counts
 
-FORMAT = "synthscan-model/1"
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 NUMPY_STREAM = 1  # spawn key of the numpy stream of a sample (the torch stream is the plain seed)
 
 
@@ -189,30 +186,6 @@ class SynthscanModel(nn.Module):
             raise BadInputError(f"not a loadable synthscan model ({type(error).__name__}: {error})", folder) from None
         model.hash = file_hash(folder / WEIGHTS)
         return model.eval().requires_grad_(False)
-
-
-def read_model_config(folder) -> dict:
-    """config.json of a model folder, checked to be a synthscan model with weights."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BadInputError("model folder not found", folder)
-    if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
-        raise BadInputError(f"not a synthscan model folder (needs {CONFIG} and {WEIGHTS})", folder)
-    try:
-        config = json.loads((folder / CONFIG).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BadInputError(f"{CONFIG} is not valid JSON ({error})", folder) from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise BadInputError(f"{CONFIG} is not a synthscan model config (format {FORMAT!r} expected)", folder)
-    return config
-
-
-def file_hash(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _jsonable(value):

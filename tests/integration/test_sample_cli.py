@@ -74,6 +74,21 @@ def test_two_processes_write_the_same_scans_as_one(model_dir, tmp_path):
         assert np.abs(read_scan(single / path).counts - read_scan(sharded / path).counts).max() <= 1
 
 
+def test_with_worker_processes_the_main_process_never_loads_torch(model_dir, tmp_path):
+    out = tmp_path / "synth"
+    script = f"""
+import sys
+from synthscan.cli import main
+code = main(["sample", "--model", {str(model_dir)!r}, "--condition", "normal", "-n", "6", "--batch-size", "2",
+             "--workers", "2", "--out", {str(out)!r}, "--quiet"])
+print("exit", code, "torch loaded", "torch" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "6 scans written" in result.stdout and "exit 0 torch loaded False" in result.stdout
+    assert len(read_manifest(out / "manifest.csv")) == 6 and (out / "contact_sheet.png").is_file()
+
+
 def test_without_model_the_bundled_default_model_is_used(tmp_path):
     import hashlib
 
