@@ -85,7 +85,7 @@ def expected_counts(y: torch.Tensor, total_counts, matrix: tuple[int, int]) -> t
         intensity = upsample_keeping_blocks(intensity, matrix)
     totals = torch.as_tensor(total_counts, dtype=torch.float32).reshape(-1, 1, 1, 1)
     sums = intensity.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-    return intensity * (totals / sums)
+    return intensity.mul_(totals / sums)  # in place: intensity is a fresh tensor (from_network or upsampling)
 
 
 def upsample_keeping_blocks(intensity: torch.Tensor, matrix: tuple[int, int]) -> torch.Tensor:
@@ -102,13 +102,15 @@ def upsample_keeping_blocks(intensity: torch.Tensor, matrix: tuple[int, int]) ->
     import torch.nn.functional as F
 
     rows, cols = intensity.shape[-2:]
-    up = F.interpolate(intensity, size=tuple(matrix), mode="bilinear", align_corners=False).clamp_min(0)
+    up = F.interpolate(intensity, size=tuple(matrix), mode="bilinear", align_corners=False).clamp_min_(0)
     if matrix[0] % rows or matrix[1] % cols:  # also true for any matrix smaller than the grid
         return up
     fy, fx = matrix[0] // rows, matrix[1] // cols
-    block_means = F.avg_pool2d(up, (fy, fx))
+    blocks = up.view(*up.shape[:-2], rows, fy, cols, fx)  # rescaled in place: one full-size tensor in all
+    block_means = blocks.mean(dim=(-3, -1))
     scale = torch.where(block_means > 0, intensity / block_means.clamp_min(1e-12), torch.zeros_like(intensity))
-    return up * scale.repeat_interleave(fy, dim=-2).repeat_interleave(fx, dim=-1)
+    blocks.mul_(scale[..., :, None, :, None])
+    return up
 
 
 def poisson_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
