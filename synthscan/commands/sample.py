@@ -24,7 +24,7 @@ def register(subparsers):
     parser.add_argument("--max-redraws", type=int, default=20, help="re-draws per scan before giving up "
                         "(default 20; then exit 2: the generator memorizes)")
     parser.add_argument("--workers", type=int, help="worker processes (default: one per CPU core, at most 8, with at "
-                        "least one batch each; ignored under accelerate launch / torchrun)")
+                        "least four batches each; ignored under accelerate launch / torchrun)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

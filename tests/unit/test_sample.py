@@ -27,7 +27,7 @@ def _counts(folder: Path, name: str, seed: int) -> np.ndarray:
     return read_scan(folder / name / f"{seed:06d}.dcm").counts
 
 
-def test_same_seed_same_scan_whatever_the_batch_size_and_worker_count(model_dir, tmp_path):
+def test_same_seed_same_scan_whatever_the_batch_size(model_dir, tmp_path):
     sample(SampleRequest("metastasis", 5, tmp_path / "b1", seed=10, batch_size=1, workers=1), model_dir, progress=False)
     sample(SampleRequest("metastasis", 5, tmp_path / "b4", seed=10, batch_size=4, workers=1), model_dir, progress=False)
     sample(SampleRequest("metastasis", 2, tmp_path / "tail", seed=13, batch_size=2), model_dir, progress=False)
@@ -50,6 +50,18 @@ def test_worker_processes_write_the_scans_and_manifest_of_one_process(model_dir,
     for seed in range(2, 9):
         assert np.abs(_counts(tmp_path / "one", "normal", seed) - _counts(tmp_path / "three", "normal", seed)).max() <= 1
     assert not list((tmp_path / "three").glob(".manifest-part-*"))
+
+
+def test_default_worker_count_is_one_per_core_with_four_batches_each(monkeypatch, tmp_path):
+    from synthscan.sample import _local_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert _local_workers(SampleRequest("normal", 16, tmp_path)) == 1  # quick runs stay in one process
+    assert _local_workers(SampleRequest("normal", 255, tmp_path, batch_size=32)) == 1
+    assert _local_workers(SampleRequest("normal", 256, tmp_path, batch_size=32)) == 2
+    assert _local_workers(SampleRequest("normal", 5000, tmp_path, workers=3)) == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert _local_workers(SampleRequest("normal", 5000, tmp_path)) == 8
 
 
 def test_a_failing_worker_fails_the_run_and_a_rerun_finishes_it(model_dir, tmp_path):
