@@ -168,6 +168,7 @@ def _sample_in_process(request: SampleRequest, folder: Path, progress: bool) -> 
 
         counts = gather_object([(written, skipped, redrawn)])
         written, skipped, redrawn = (sum(c[i] for c in counts) for i in range(3))
+        state.destroy_process_group()  # left to interpreter exit, gloo's threads can abort the process
     return SampleResult(request.out, written, skipped, model.hash, time.time() - began, state.is_main_process,
                         None if request.audit is None else redrawn)
 

@@ -437,6 +437,8 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
         plot_losses(run.folder)
         model.save_pretrained(run.folder, config.save_dtype)
     state.wait_for_everyone()
+    if state.num_processes > 1:
+        state.destroy_process_group()  # left to interpreter exit, gloo's threads can abort the process
     return run.folder if state.is_main_process else None
 
 
