@@ -58,7 +58,7 @@ class SampleRequest:
     matrix: tuple[int, int] | None = None
     audit: Path | None = None  # an audit index (synthscan audit --save-index): near-copies are re-drawn
     max_redraws: int = 20
-    workers: int | None = None  # processes of a plain run (None: one per core); 1 under accelerate/torchrun
+    workers: int | None = None  # processes of a plain run (None: see _local_workers); 1 under accelerate/torchrun
 
     def __post_init__(self):
         check_condition(self.condition, self.grade)
@@ -175,7 +175,7 @@ def _sample_in_process(request: SampleRequest, folder: Path, progress: bool) -> 
 
 def _sample_with_workers(request: SampleRequest, folder: Path, workers: int, progress: bool) -> SampleResult:
     """The scans shared by ``workers`` spawned processes. This process only checks the model and the output
-    folder, shows progress and merges the manifest: it never imports torch (0.5-0.8 GB less memory)."""
+    folder, shows progress and merges the manifest: it never imports torch (about 0.5 GB less memory)."""
     import time
 
     from synthscan.model.folder import WEIGHTS, file_hash, read_model_config
@@ -237,7 +237,6 @@ def _worker_shard(request: SampleRequest, folder: Path, rank: int, world: int, q
 def _run_workers(request: SampleRequest, folder: Path, workers: int, report) -> tuple[int, int, int]:
     """Run the ``workers`` shards in fresh (spawned) processes; sums of their (written, skipped, re-drawn)."""
     import multiprocessing
-    import queue as queues
     from concurrent.futures import ProcessPoolExecutor, wait
 
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's thread pools
@@ -246,11 +245,8 @@ def _run_workers(request: SampleRequest, folder: Path, workers: int, report) -> 
         futures = [pool.submit(_worker_shard, request, folder, rank, workers, progress) for rank in range(workers)]
         while True:
             running = wait(futures, timeout=0.2).not_done
-            try:
-                while True:
-                    report(progress.get_nowait())
-            except queues.Empty:
-                pass
+            while not progress.empty():
+                report(progress.get())
             if not running:
                 break
         results = [future.result() for future in futures]  # a worker's error (e.g. BadInputError) is raised here
