@@ -216,8 +216,9 @@ def _shard(model, request: SampleRequest, rank: int, world: int, report) -> tupl
     network_threads, writer_threads = _threads(world)
     torch.set_num_threads(network_threads)
     writer = _Writer(model, request, tuple(request.matrix or model.info["matrix"]), _auditor(request.audit, model))
-    todo = [s for s in seeds if not writer.complete(s)]
-    rows = [writer.row_from_file(s) for s in seeds if writer.complete(s)]
+    finished = {s for s in seeds if writer.complete(s)}
+    todo = [s for s in seeds if s not in finished]
+    rows = [writer.row_from_file(s) for s in seeds if s in finished]
     report(len(rows))
     rows += _generate(model, writer, todo, request, report, writer_threads)
     if rows:
