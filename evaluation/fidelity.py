@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from synthscan.errors import BadInputError
+from synthscan.model.critic import ScanClassifier
 
 JUDGE_CLASSES = ("normal", "metastasis", "amyloidosis")
 JUDGE_FORMAT = "synthscan-judge/2"
@@ -68,37 +69,6 @@ def load_canonical(frame: pd.DataFrame, rows: int = 256, cols: int = 64, progres
         counts[i] = canonical_counts(scan, rows, cols)
         spacing[i] = np.array(scan.pixel_spacing_mm) * np.array(scan.shape) / (rows, cols)
     return counts, spacing
-
-
-class JudgeNetwork(nn.Module):
-    """Four stride-2 stages (16-32-64-128 channels) of conv-BN-ReLU pairs, global average and max pools, linear.
-
-    Built for focal findings: each view enters twice, as is and as its local contrast (the image minus its
-    5x5 mean, x4), and the last feature map is pooled by its mean *and* its maximum, so that one hot spot
-    is not averaged away over the whole body. On phantom data (aurora-dpd, 2,221 training scans, 256x64)
-    this lifted held-out accuracy from 0.65 (plain input, average pool, 10 epochs) to 0.84 (15 epochs,
-    count-thinning augmentation): benchmarks/RESULTS.md.
-    """
-
-    def __init__(self, views: int = 2, width: int = 16, classes: int = 3):
-        super().__init__()
-        layers, channels = [], 2 * views
-        for stage in range(4):
-            out = width * 2 ** stage
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
-                       nn.Conv2d(out, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-            channels = out
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(2 * channels, classes)
-        self.config = {"views": views, "width": width, "classes": classes}
-
-    def features(self, x):
-        local_contrast = x - nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
-        h = self.body(torch.cat([x, 4 * local_contrast], dim=1))
-        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
-
-    def forward(self, x):
-        return self.head(self.features(x))
 
 
 @dataclass(frozen=True)
@@ -140,7 +110,7 @@ class Judge:
             raise BadInputError("the judge needs real scans of all three classes (normal, metastasis, amyloidosis "
                                 "grade >= 2) in its training manifest")
         torch.manual_seed(self.config.seed)
-        network = JudgeNetwork(views=raw.shape[1], width=self.config.width)
+        network = ScanClassifier(views=raw.shape[1], width=self.config.width)
         weights = torch.as_tensor(len(y) / (3 * np.bincount(y.numpy(), minlength=3).clip(min=1)), dtype=torch.float32)
         optimizer = torch.optim.AdamW(network.parameters(), lr=self.config.lr, weight_decay=1e-4)
         steps = self.config.epochs * int(np.ceil(len(y) / self.config.batch_size))
@@ -212,7 +182,7 @@ class Judge:
             raise BadInputError(f"judge of an older format ({found}, this synthscan reads {JUDGE_FORMAT}): fit a "
                                 "new one with --train", folder / "config.json")
         judge = cls(JudgeConfig(**config["judge"]))
-        judge.network_ = JudgeNetwork(**config["network"])
+        judge.network_ = ScanClassifier(**config["network"])
         judge.network_.load_state_dict(load_file(str(folder / "model.safetensors")))
         judge.network_.eval()
         return judge

@@ -7,7 +7,8 @@ into the model's ``config.json``, so a model can always say how it was made.
 
 Sections (one dataclass each, see the fields for meaning and units):
 ``[data]`` canonical grid, ``[autoencoder]`` network, ``[denoiser]`` network and EDM noise distribution,
-``[train_autoencoder]`` / ``[train_denoiser]`` optimisation, ``[sampler]`` defaults used by ``synthscan sample``,
+``[perceptual]`` critic and weight of the decoder fine-tuning, ``[train_autoencoder]`` / ``[train_denoiser]`` /
+``[train_critic]`` / ``[train_decoder]`` optimisation, ``[sampler]`` defaults used by ``synthscan sample``,
 plus top-level ``seed``, checkpointing and precision keys.
 """
 
@@ -57,6 +58,19 @@ class DenoiserConfig:
 
 
 @dataclass(frozen=True)
+class PerceptualConfig:
+    """Decoder fine-tuning with a perceptual loss (synthscan/train.py, stages ``critic`` and ``decoder``).
+
+    A scan classifier (synthscan/model/critic.py) learns the training labels; the decoder is then fine-tuned,
+    encoder frozen, on L1 plus ``weight`` x the L1 distance between the critic's activation maps of the
+    reconstruction (with count noise added) and of the scan. Off while ``train_decoder.steps`` is 0.
+    """
+
+    width: int = 16  # critic channels at its first stage (x2 per stage)
+    weight: float = 0.1
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """Optimisation of one training stage."""
 
@@ -98,6 +112,11 @@ class TrainConfig:
         steps=2000, batch_size=16, lr=2e-3, crop_rows=128, ema_decay=0.0))
     train_denoiser: StageConfig = field(default_factory=lambda: StageConfig(
         steps=4000, batch_size=128, lr=2e-3, ema_decay=0.999))
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
+    train_critic: StageConfig = field(default_factory=lambda: StageConfig(
+        steps=700, batch_size=32, lr=2e-3, weight_decay=1e-4, ema_decay=0.0))
+    train_decoder: StageConfig = field(default_factory=lambda: StageConfig(
+        steps=0, batch_size=16, lr=3e-4, ema_decay=0.0))
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self):
@@ -127,7 +146,9 @@ class TrainConfig:
         crop = self.train_autoencoder.crop_rows
         checks.append((crop == 0 or (crop % factor == 0 and crop <= self.data.rows),
                        f"train_autoencoder.crop_rows={crop} must be 0 or a multiple of {factor} <= data.rows"))
-        for name in ("train_autoencoder", "train_denoiser"):
+        checks += [(self.perceptual.width >= 1, "perceptual.width must be >= 1"),
+                   (self.perceptual.weight >= 0, "perceptual.weight must be >= 0")]
+        for name in ("train_autoencoder", "train_denoiser", "train_critic", "train_decoder"):
             stage = getattr(self, name)
             checks += [
                 (stage.steps >= 0, f"{name}.steps must be >= 0"),

@@ -1,7 +1,12 @@
-"""Training of the generator with Accelerate: autoencoder first, then the EDM latent denoiser.
+"""Training of the generator with Accelerate: autoencoder, EDM latent denoiser, then (optional) decoder fine-tuning.
 
-One command, two stages (Rombach et al. 2022: the autoencoder is trained once and frozen, the diffusion
-model learns its latents). Each stage is an Accelerate loop in the manner of diffusers'
+One command, up to four stages. Rombach et al. 2022: the autoencoder is trained once and its encoder frozen,
+the diffusion model learns its latents. Then, when ``train_decoder.steps`` > 0, a scan classifier (the
+critic) learns the training labels and the decoder alone is fine-tuned with a perceptual loss in the
+critic's activations, as the Stable Diffusion autoencoder pairs L1 with LPIPS and its decoder was later
+fine-tuned with the encoder frozen: the latent space, and so the denoiser, stay valid. An L1-trained decoder
+smooths small hot spots (the loss is dominated by count noise); the perceptual term keeps what a classifier
+of the training labels attends to. Each stage is an Accelerate loop in the manner of diffusers'
 ``train_unconditional.py``: ``Accelerator(gradient_accumulation_steps, mixed_precision)`` (bf16 on CUDA),
 AdamW with linear warm-up and cosine decay (a pure function of the step), gradient clipping, an EMA of the
 weights updated when ``sync_gradients`` (EMA decay warm-up as in diffusers' ``EMAModel``), ``save_state``
@@ -19,7 +24,7 @@ grid (synthscan/preprocess.py) and cached in ``RUN/cache/`` so that reruns and e
 
 Run folder: ``config.toml`` (resolved config), ``run.json`` (data summary, processes, timings),
 ``loss_<stage>.csv`` and ``loss.png``, ``checkpoints/<stage>/step-NNNNNNN/`` (with config.toml inside),
-``autoencoder.safetensors`` once stage 1 is done, and the final model: ``config.json`` + ``model.safetensors``
+``<stage>.safetensors`` once a stage is done, and the final model: ``config.json`` + ``model.safetensors``
 (synthscan/model/pipeline.py), so ``synthscan sample --model RUN`` works on the run folder.
 """
 
@@ -41,10 +46,11 @@ from synthscan.config import TrainConfig, to_dict, to_toml
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path, write_text
 from synthscan.model.conditions import CLASS_NAMES, NULL_CLASS, class_from_labels
+from synthscan.model.critic import ScanClassifier
 from synthscan.model.pipeline import SynthscanModel
-from synthscan.preprocess import canonical_counts, to_network
+from synthscan.preprocess import INTENSITY_REF, canonical_counts, to_network
 
-STAGES = ("autoencoder", "denoiser")
+STAGES = ("autoencoder", "denoiser", "critic", "decoder")  # the index seeds each stage's randomness
 REQUIRED_COLUMNS = ("study_id", "patient_id", "path", "views", "metastasis", "amyloid_grade")
 
 
@@ -367,6 +373,48 @@ def denoiser_loss(latents: torch.Tensor, class_ids: torch.Tensor, config: TrainC
     return loss_fn
 
 
+def critic_loss(images: torch.Tensor, class_ids: torch.Tensor, labelled: torch.Tensor):
+    """Class-balanced cross-entropy of the critic on the labelled scans (``indices`` index ``labelled``)."""
+    frequency = torch.bincount(class_ids[labelled], minlength=len(CLASS_NAMES)).float()
+    weights = torch.where(frequency > 0, len(labelled) / (frequency.clamp_min(1) * (frequency > 0).sum()), 0.0)
+
+    def loss_fn(model, indices, generator, device):
+        index = labelled[torch.from_numpy(indices)]
+        return torch.nn.functional.cross_entropy(model(images[index].to(device)), class_ids[index].to(device),
+                                                 weight=weights.to(device))
+
+    return loss_fn
+
+
+def noise_sd(counts: torch.Tensor) -> torch.Tensor:
+    """Per scan, the standard deviation that Poisson counts give the network intensity y (to_network):
+    sqrt(counts) has variance ~1/4, so sd(y) = 1 / sqrt(INTENSITY_REF x mean counts per pixel)."""
+    mean_counts = counts.sum(dim=(1, 2, 3), dtype=torch.float64) / counts[0].numel()
+    return (1 / torch.sqrt(INTENSITY_REF * mean_counts)).float()
+
+
+def decoder_loss(images: torch.Tensor, raw_latents: torch.Tensor, sigma: torch.Tensor, critic, config: TrainConfig):
+    """L1 plus ``perceptual.weight`` x the relative L1 distance between the critic's stage activations of the
+    reconstruction, with count noise of the scan's level added (the critic learnt noisy scans), and of the scan."""
+    latent_noise = config.autoencoder.latent_noise
+
+    def loss_fn(model, indices, generator, device):
+        index = torch.from_numpy(indices)
+        latent = raw_latents[index]
+        latent = latent + latent_noise * latent.std() * torch.randn(latent.shape, generator=generator)
+        count_noise = sigma[index].view(-1, 1, 1, 1) * torch.randn(images[index].shape, generator=generator)
+        target = images[index].to(device)
+        critic.to(device)
+        reconstruction = model(latent.to(device))
+        with torch.no_grad():
+            wanted = critic.stage_maps(target)
+        got = critic.stage_maps(reconstruction + count_noise.to(device))
+        perceptual = sum((g - w).abs().mean() / (w.abs().mean() + 1e-6) for g, w in zip(got, wanted)) / len(got)
+        return (reconstruction - target).abs().mean() + config.perceptual.weight * perceptual
+
+    return loss_fn
+
+
 @torch.no_grad()
 def encode_all(autoencoder, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     return torch.cat([autoencoder.encode(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
@@ -404,33 +452,43 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
     autoencoder, denoiser = SynthscanModel.build_networks(
         len(data["views"]), (config.data.rows, config.data.cols), to_dict(config.autoencoder),
         to_dict(config.denoiser))
-    stage_one = run.folder / "autoencoder.safetensors"
-    if stage_one.is_file():
-        autoencoder.load_state_dict(load_file(str(stage_one)))
-    else:
-        wrapper, log["stages"]["autoencoder"] = train_stage(
-            run, "autoencoder", AutoencoderForTraining(autoencoder), autoencoder_loss(images, config), len(images),
-            progress)
-        autoencoder = wrapper.autoencoder
-        if state.is_main_process:
-            with atomic_path(stage_one) as tmp:
-                save_file({k: v.contiguous() for k, v in autoencoder.state_dict().items()}, str(tmp))
-        state.wait_for_everyone()
-    autoencoder.eval().requires_grad_(False)
 
+    def stage(name, module, loss_fn, n_items, unwrap=lambda trained: trained):
+        """Train stage ``name`` once: later reruns load ``<name>.safetensors`` into ``module``."""
+        path = run.folder / f"{name}.safetensors"
+        if path.is_file():
+            module = unwrap(module)
+            module.load_state_dict(load_file(str(path)))
+        else:
+            trained, log["stages"][name] = train_stage(run, name, module, loss_fn, n_items, progress)
+            module = unwrap(trained)
+            if state.is_main_process:
+                with atomic_path(path) as tmp:
+                    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+            state.wait_for_everyone()
+        return module.eval().requires_grad_(False)
+
+    autoencoder = stage("autoencoder", AutoencoderForTraining(autoencoder), autoencoder_loss(images, config),
+                        len(images), unwrap=lambda wrapper: wrapper.autoencoder)
     raw = encode_all(autoencoder, images)
     mean = raw.mean(dim=(0, 2, 3))
     std = raw.std(dim=(0, 2, 3)).clamp_min(1e-6) / config.denoiser.sigma_data
     latents = (raw - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)
-    reconstruction_l1 = float((autoencoder.decode(raw[:256]) - images[:256]).abs().mean())
     class_ids = torch.from_numpy(data["class_ids"]).long()
-    denoiser, log["stages"]["denoiser"] = train_stage(
-        run, "denoiser", denoiser, denoiser_loss(latents, class_ids, config), len(latents), progress)
+    denoiser = stage("denoiser", denoiser, denoiser_loss(latents, class_ids, config), len(latents))
+    if config.train_decoder.steps > 0:
+        labelled = torch.nonzero(class_ids != NULL_CLASS).flatten()
+        critic = stage("critic", ScanClassifier(len(data["views"]), config.perceptual.width, len(CLASS_NAMES)),
+                       critic_loss(images, class_ids, labelled), len(labelled))
+        sigma = noise_sd(torch.from_numpy(data["canonical"]))
+        autoencoder.decoder = stage("decoder", autoencoder.decoder.requires_grad_(True),
+                                    decoder_loss(images, raw, sigma, critic, config), len(images))
+    reconstruction_l1 = float((autoencoder.decode(raw[:256]) - images[:256]).abs().mean())
 
     info = {**summary, "grid": [config.data.rows, config.data.cols], "latent_mean": mean.tolist(),
             "latent_std": std.tolist(), "sampler": to_dict(config.sampler), "training": to_dict(config),
             "autoencoder_l1": round(reconstruction_l1, 5)}
-    model = SynthscanModel(autoencoder, denoiser.eval(), info)
+    model = SynthscanModel(autoencoder, denoiser, info)
     if state.is_main_process:
         log["autoencoder_l1"] = info["autoencoder_l1"]
         _write_run_log(run, log)
@@ -457,8 +515,9 @@ def plot_losses(folder) -> Path:
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
-    figure, axes = plt.subplots(1, len(STAGES), figsize=(10, 3.5))
-    for axis, name in zip(axes, STAGES):
+    stages = [name for name in STAGES if (folder / f"loss_{name}.csv").is_file()] or list(STAGES[:2])
+    figure, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5), squeeze=False)
+    for axis, name in zip(axes[0], stages):
         path = folder / f"loss_{name}.csv"
         if path.is_file():
             table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
@@ -470,7 +529,7 @@ def plot_losses(folder) -> Path:
                 axis.set_yscale("log")
         axis.set_title(name)
         axis.set_xlabel("optimizer step")
-    axes[0].set_ylabel("loss")
+    axes[0, 0].set_ylabel("loss")
     figure.tight_layout()
     with atomic_path(folder / "loss.png") as tmp:
         figure.savefig(tmp, format="png", dpi=100)

@@ -196,11 +196,12 @@ def test_fitted_auditor_for_rejection_sampling(cohorts):
 def test_audit_with_the_fidelity_judge_as_feature_space(cohorts, tmp_path):
     import torch
 
-    from evaluation.fidelity import Judge, JudgeConfig, JudgeNetwork
+    from evaluation.fidelity import Judge, JudgeConfig
+    from synthscan.model.critic import ScanClassifier
 
     torch.manual_seed(0)
     judge = Judge(JudgeConfig(width=4))
-    judge.network_ = JudgeNetwork(views=2, width=4).eval()
+    judge.network_ = ScanClassifier(views=2, width=4).eval()
     judge.save(tmp_path / "judge")
     out = tmp_path / "audit"
     assert audit(cohorts, out, "--judge", str(tmp_path / "judge"), "--max-pairs", "0") == 0

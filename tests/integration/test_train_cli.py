@@ -27,42 +27,48 @@ def cohort(tmp_path_factory):
 
 def _train_command(manifest, out, *extra):
     return [sys.executable, "-m", "synthscan", "train", "--recipe", str(RECIPE), "--data", str(manifest),
-            "--out", str(out), "--set", "train_denoiser.steps=12", *extra]
+            "--out", str(out), "--set", "train_denoiser.steps=12", "--set", "train_decoder.steps=12", *extra]
 
 
 def _weights(folder: Path) -> dict:
     return load_file(str(folder / "model.safetensors"))
 
 
-def test_resume_after_kill_ends_bitwise_equal_to_an_uninterrupted_run(cohort, tmp_path):
-    uninterrupted = tmp_path / "uninterrupted"
-    subprocess.run(_train_command(cohort, uninterrupted, "--quiet"), check=True, env=ENV, capture_output=True)
+@pytest.fixture(scope="module")
+def uninterrupted(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    subprocess.run(_train_command(cohort, out, "--quiet"), check=True, env=ENV, capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("stage", ["denoiser", "decoder"])  # EMA stage; last stage (earlier ones reloaded)
+def test_resume_after_kill_ends_bitwise_equal_to_an_uninterrupted_run(cohort, uninterrupted, stage, tmp_path):
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(_train_command(cohort, killed), env=ENV, stderr=subprocess.PIPE,
                                stdout=subprocess.DEVNULL)
     seen = b""
-    # checkpoint_every = 4: once the progress bar shows denoiser step 5, checkpoint 4 exists and one more step ran
+    # checkpoint_every = 4: once the progress bar shows step 5 of the stage, checkpoint 4 exists and one more step ran
     while process.poll() is None:
         seen += os.read(process.stderr.fileno(), 4096)
-        steps = [int(n) for n in re.findall(rb"training denoiser:[^\r\n]*?\| *(\d+)/12", seen)]
+        steps = [int(n) for n in re.findall(rb"training " + stage.encode() + rb":[^\r\n]*?\| *(\d+)/12", seen)]
         if steps and max(steps) >= 5:
             os.kill(process.pid, signal.SIGKILL)
             break
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert (killed / "checkpoints" / "denoiser" / "step-0000004").is_dir()
-    assert not (killed / "model.safetensors").exists()
+    assert (killed / "checkpoints" / stage / "step-0000004").is_dir()
+    assert not (killed / "model.safetensors").exists() and not (killed / f"{stage}.safetensors").exists()
 
     subprocess.run(_train_command(cohort, killed, "--quiet"), check=True, env=ENV, capture_output=True)
     expected, resumed = _weights(uninterrupted), _weights(killed)
     assert expected.keys() == resumed.keys()
     for name in expected:
         assert np.array_equal(expected[name], resumed[name]), name
-    log = (killed / "loss_denoiser.csv").read_text().splitlines()
+    log = (killed / f"loss_{stage}.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in log[1:]] == list(range(12))  # no duplicated or missing steps
     assert (killed / "loss.png").is_file() and (killed / "config.toml").is_file()
-    assert (killed / "checkpoints" / "denoiser" / "step-0000004" / "config.toml").is_file()
+    assert (killed / "checkpoints" / stage / "step-0000004" / "config.toml").is_file()
 
 
 def test_two_real_processes(cohort, tmp_path):
@@ -97,3 +103,18 @@ def test_rerun_with_another_config_and_bad_manifests_are_refused(cohort, tmp_pat
     assert not (tmp_path / "x").exists()
     assert main(["train", "--recipe", str(RECIPE), "--data", str(cohort), "--out", str(tmp_path / "y"),
                  "--set", "train_denoiser.stepz=3"]) == 2
+
+
+def test_decoder_fine_tuning_changes_the_decoder_only(uninterrupted):
+    """The saved model has the fine-tuned decoder and stage one's encoder (so the denoiser's latents hold)."""
+    model = _weights(uninterrupted)
+    stage_one = load_file(str(uninterrupted / "autoencoder.safetensors"))
+    decoder = load_file(str(uninterrupted / "decoder.safetensors"))
+    for name, value in stage_one.items():
+        if name.startswith("encoder."):
+            assert np.array_equal(model[f"autoencoder.{name}"], value), name
+    assert set(decoder) == {name[len("decoder."):] for name in stage_one if name.startswith("decoder.")}
+    assert all(np.array_equal(model[f"autoencoder.decoder.{name}"], value) for name, value in decoder.items())
+    assert any(not np.array_equal(decoder[name], stage_one[f"decoder.{name}"]) for name in decoder)
+    stages = pd.read_csv(uninterrupted / "loss_critic.csv")
+    assert len(stages) == 4 and (uninterrupted / "critic.safetensors").is_file()
