@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from synthscan.errors import BadInputError
-from synthscan.model.critic import ScanClassifier
+from synthscan.model.critic import ScanClassifier, fit_classifier
 
 JUDGE_CLASSES = ("normal", "metastasis", "amyloidosis")
 JUDGE_FORMAT = "synthscan-judge/2"
@@ -83,13 +82,6 @@ class JudgeConfig:
     thinning: float = 0.3  # augmentation: each training scan keeps a random share in [thinning, 1] of its counts
 
 
-def thin_counts(counts: torch.Tensor, keep: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Binomial thinning (each count kept with probability ``keep``); the fractional part of counts that were
-    resampled to the grid (non-integer) is scaled, not drawn."""
-    whole = counts.floor()
-    return torch.binomial(whole, keep, generator=generator) + keep * (counts - whole)
-
-
 class Judge:
     """Fit on canonical counts and judge classes; ``predict``/``features`` on canonical counts."""
 
@@ -102,39 +94,12 @@ class Judge:
         return to_network(torch.as_tensor(counts))
 
     def fit(self, counts: np.ndarray, labels: np.ndarray, progress: bool = True) -> "Judge":
-        from tqdm import tqdm
-
-        keep = labels >= 0
-        raw, y = torch.as_tensor(counts[keep], dtype=torch.float32), torch.as_tensor(labels[keep], dtype=torch.long)
-        if len(np.unique(labels[keep])) < 3:
+        if len(np.unique(labels[labels >= 0])) < 3:
             raise BadInputError("the judge needs real scans of all three classes (normal, metastasis, amyloidosis "
                                 "grade >= 2) in its training manifest")
-        torch.manual_seed(self.config.seed)
-        network = ScanClassifier(views=raw.shape[1], width=self.config.width)
-        weights = torch.as_tensor(len(y) / (3 * np.bincount(y.numpy(), minlength=3).clip(min=1)), dtype=torch.float32)
-        optimizer = torch.optim.AdamW(network.parameters(), lr=self.config.lr, weight_decay=1e-4)
-        steps = self.config.epochs * int(np.ceil(len(y) / self.config.batch_size))
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.config.lr, total_steps=steps)
-        generator = torch.Generator().manual_seed(self.config.seed)
-        network.train()
-        with tqdm(total=steps, desc="training judge", unit="step", disable=not progress, leave=False) as bar:
-            for _ in range(self.config.epochs):
-                order = torch.randperm(len(y), generator=generator)
-                for start in range(0, len(y), self.config.batch_size):
-                    batch = order[start:start + self.config.batch_size]
-                    if len(batch) < 2:
-                        continue
-                    counts_batch = raw[batch]
-                    if self.config.thinning < 1:  # a shorter acquisition of the same scan: binomial thinning
-                        keep = torch.empty(len(batch), 1, 1, 1).uniform_(self.config.thinning, 1.0, generator=generator)
-                        counts_batch = thin_counts(counts_batch, keep.expand_as(counts_batch), generator)
-                    loss = nn.functional.cross_entropy(network(self._inputs(counts_batch)), y[batch], weight=weights)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    bar.update(1)
-        self.network_ = network.eval()
+        c = self.config
+        self.network_ = fit_classifier(counts, labels, len(JUDGE_CLASSES), c.width, c.epochs, c.batch_size, c.lr,
+                                       c.seed, c.thinning, progress, desc="training judge")
         return self
 
     @torch.no_grad()

@@ -8,7 +8,7 @@ into the model's ``config.json``, so a model can always say how it was made.
 Sections (one dataclass each, see the fields for meaning and units):
 ``[data]`` canonical grid, ``[autoencoder]`` network, ``[denoiser]`` network and EDM noise distribution,
 ``[perceptual]`` critic and weight of the decoder fine-tuning, ``[train_autoencoder]`` / ``[train_denoiser]`` /
-``[train_critic]`` / ``[train_decoder]`` optimisation, ``[sampler]`` defaults used by ``synthscan sample``,
+``[train_decoder]`` optimisation, ``[sampler]`` defaults used by ``synthscan sample``,
 plus top-level ``seed``, checkpointing and precision keys.
 """
 
@@ -68,6 +68,10 @@ class PerceptualConfig:
 
     width: int = 16  # critic channels at its first stage (x2 per stage)
     weight: float = 0.1
+    epochs: int = 10  # critic training (synthscan/model/critic.py fit_classifier, as the fidelity judge's)
+    batch_size: int = 32
+    lr: float = 2e-3
+    thinning: float = 0.3  # augmentation: each scan keeps a random share in [thinning, 1] of its counts
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class StageConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.0
     ema_decay: float = 0.999  # 0 disables EMA (the trained weights are used as they are)
-    crop_rows: int = 0  # autoencoder only: train on random row bands of this height (0 = whole scan)
+    crop_rows: int = 0  # autoencoder and decoder stages: random row bands of this height (0 = whole scan)
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,6 @@ class TrainConfig:
     train_denoiser: StageConfig = field(default_factory=lambda: StageConfig(
         steps=4000, batch_size=128, lr=2e-3, ema_decay=0.999))
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
-    train_critic: StageConfig = field(default_factory=lambda: StageConfig(
-        steps=700, batch_size=32, lr=2e-3, weight_decay=1e-4, ema_decay=0.0))
     train_decoder: StageConfig = field(default_factory=lambda: StageConfig(
         steps=0, batch_size=16, lr=3e-4, ema_decay=0.0))
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -143,12 +145,15 @@ class TrainConfig:
         checks.append(((self.data.rows // factor) % latent_factor == 0 and (self.data.cols // factor) % latent_factor == 0,
                        f"latent grid {self.data.rows // factor}x{self.data.cols // factor} must be divisible by "
                        f"the denoiser's downsampling factor {latent_factor}"))
-        crop = self.train_autoencoder.crop_rows
-        checks.append((crop == 0 or (crop % factor == 0 and crop <= self.data.rows),
-                       f"train_autoencoder.crop_rows={crop} must be 0 or a multiple of {factor} <= data.rows"))
-        checks += [(self.perceptual.width >= 1, "perceptual.width must be >= 1"),
-                   (self.perceptual.weight >= 0, "perceptual.weight must be >= 0")]
-        for name in ("train_autoencoder", "train_denoiser", "train_critic", "train_decoder"):
+        for name in ("train_autoencoder", "train_decoder"):
+            crop = getattr(self, name).crop_rows
+            checks.append((crop == 0 or (crop % factor == 0 and crop <= self.data.rows),
+                           f"{name}.crop_rows={crop} must be 0 or a multiple of {factor} <= data.rows"))
+        p = self.perceptual
+        checks += [(p.width >= 1 and p.epochs >= 1 and p.batch_size >= 2, "perceptual.width and epochs must be >= 1, "
+                    "batch_size >= 2"), (p.weight >= 0, "perceptual.weight must be >= 0"),
+                   (0 < p.thinning <= 1, "perceptual.thinning must be in (0, 1]")]
+        for name in ("train_autoencoder", "train_denoiser", "train_decoder"):
             stage = getattr(self, name)
             checks += [
                 (stage.steps >= 0, f"{name}.steps must be >= 0"),

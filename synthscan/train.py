@@ -1,12 +1,13 @@
 """Training of the generator with Accelerate: autoencoder, EDM latent denoiser, then (optional) decoder fine-tuning.
 
-One command, up to four stages. Rombach et al. 2022: the autoencoder is trained once and its encoder frozen,
+One command, up to three stages. Rombach et al. 2022: the autoencoder is trained once and its encoder frozen,
 the diffusion model learns its latents. Then, when ``train_decoder.steps`` > 0, a scan classifier (the
-critic) learns the training labels and the decoder alone is fine-tuned with a perceptual loss in the
-critic's activations, as the Stable Diffusion autoencoder pairs L1 with LPIPS and its decoder was later
-fine-tuned with the encoder frozen: the latent space, and so the denoiser, stay valid. An L1-trained decoder
-smooths small hot spots (the loss is dominated by count noise); the perceptual term keeps what a classifier
-of the training labels attends to. Each stage is an Accelerate loop in the manner of diffusers'
+critic) is fitted to the training labels on the main process, as the fidelity judge is but from another
+seed, and the decoder alone is fine-tuned with a perceptual loss in the critic's activations, as the Stable
+Diffusion autoencoder pairs L1 with LPIPS and its decoder was later fine-tuned with the encoder frozen: the
+latent space, and so the denoiser, stay valid. An L1-trained decoder smooths small hot spots (the loss is
+dominated by count noise); the perceptual term keeps what a classifier of the labels attends to. Each
+stage is an Accelerate loop in the manner of diffusers'
 ``train_unconditional.py``: ``Accelerator(gradient_accumulation_steps, mixed_precision)`` (bf16 on CUDA),
 AdamW with linear warm-up and cosine decay (a pure function of the step), gradient clipping, an EMA of the
 weights updated when ``sync_gradients`` (EMA decay warm-up as in diffusers' ``EMAModel``), ``save_state``
@@ -24,7 +25,7 @@ grid (synthscan/preprocess.py) and cached in ``RUN/cache/`` so that reruns and e
 
 Run folder: ``config.toml`` (resolved config), ``run.json`` (data summary, processes, timings),
 ``loss_<stage>.csv`` and ``loss.png``, ``checkpoints/<stage>/step-NNNNNNN/`` (with config.toml inside),
-``<stage>.safetensors`` once a stage is done, and the final model: ``config.json`` + ``model.safetensors``
+``<stage>.safetensors`` (and ``critic.safetensors``) once a stage is done, and the final model: ``config.json`` + ``model.safetensors``
 (synthscan/model/pipeline.py), so ``synthscan sample --model RUN`` works on the run folder.
 """
 
@@ -46,11 +47,11 @@ from synthscan.config import TrainConfig, to_dict, to_toml
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path, write_text
 from synthscan.model.conditions import CLASS_NAMES, NULL_CLASS, class_from_labels
-from synthscan.model.critic import ScanClassifier
+from synthscan.model.critic import ScanClassifier, fit_classifier
 from synthscan.model.pipeline import SynthscanModel
 from synthscan.preprocess import INTENSITY_REF, canonical_counts, to_network
 
-STAGES = ("autoencoder", "denoiser", "critic", "decoder")  # the index seeds each stage's randomness
+STAGES = ("autoencoder", "denoiser", "decoder")  # the index seeds each stage's randomness
 REQUIRED_COLUMNS = ("study_id", "patient_id", "path", "views", "metastasis", "amyloid_grade")
 
 
@@ -373,17 +374,26 @@ def denoiser_loss(latents: torch.Tensor, class_ids: torch.Tensor, config: TrainC
     return loss_fn
 
 
-def critic_loss(images: torch.Tensor, class_ids: torch.Tensor, labelled: torch.Tensor):
-    """Class-balanced cross-entropy of the critic on the labelled scans (``indices`` index ``labelled``)."""
-    frequency = torch.bincount(class_ids[labelled], minlength=len(CLASS_NAMES)).float()
-    weights = torch.where(frequency > 0, len(labelled) / (frequency.clamp_min(1) * (frequency > 0).sum()), 0.0)
+def train_critic(run: Run, state, data: dict, log: dict, progress: bool) -> ScanClassifier:
+    """The perceptual critic: a scan classifier of normal / metastasis / amyloidosis (grade >= 2), fitted as the
+    fidelity judge is (synthscan/model/critic.py) on the main process and saved to ``critic.safetensors``."""
+    from safetensors.torch import load_file, save_file
 
-    def loss_fn(model, indices, generator, device):
-        index = labelled[torch.from_numpy(indices)]
-        return torch.nn.functional.cross_entropy(model(images[index].to(device)), class_ids[index].to(device),
-                                                 weight=weights.to(device))
-
-    return loss_fn
+    settings = run.config.perceptual
+    path = run.folder / "critic.safetensors"
+    if state.is_main_process and not path.is_file():
+        began = time.time()
+        seed = int(np.random.SeedSequence([run.config.seed, 3]).generate_state(1)[0])  # not the judge's seed
+        labels = np.select([data["class_ids"] == 1, data["class_ids"] == 2, data["class_ids"] >= 4], [0, 1, 2], -1)
+        critic = fit_classifier(data["canonical"], labels, 3, settings.width, settings.epochs, settings.batch_size,
+                                settings.lr, seed, settings.thinning, progress, desc="training critic")
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in critic.state_dict().items()}, str(tmp))
+        log["critic"] = {"epochs": settings.epochs, "seconds": round(time.time() - began, 1)}
+    state.wait_for_everyone()
+    critic = ScanClassifier(len(data["views"]), settings.width, 3)
+    critic.load_state_dict(load_file(str(path)))
+    return critic.eval().requires_grad_(False)
 
 
 def noise_sd(counts: torch.Tensor) -> torch.Tensor:
@@ -396,14 +406,19 @@ def noise_sd(counts: torch.Tensor) -> torch.Tensor:
 def decoder_loss(images: torch.Tensor, raw_latents: torch.Tensor, sigma: torch.Tensor, critic, config: TrainConfig):
     """L1 plus ``perceptual.weight`` x the relative L1 distance between the critic's stage activations of the
     reconstruction, with count noise of the scan's level added (the critic learnt noisy scans), and of the scan."""
-    latent_noise = config.autoencoder.latent_noise
+    latent_noise, crop = config.autoencoder.latent_noise, config.train_decoder.crop_rows
+    factor = images.shape[-2] // raw_latents.shape[-2]
 
     def loss_fn(model, indices, generator, device):
         index = torch.from_numpy(indices)
-        latent = raw_latents[index]
+        latent, target = raw_latents[index], images[index]
         latent = latent + latent_noise * latent.std() * torch.randn(latent.shape, generator=generator)
-        count_noise = sigma[index].view(-1, 1, 1, 1) * torch.randn(images[index].shape, generator=generator)
-        target = images[index].to(device)
+        if crop and crop < target.shape[-2]:  # the same row band of scan and latent
+            starts = torch.randint(0, (target.shape[-2] - crop) // factor + 1, (len(index),), generator=generator)
+            target = torch.stack([t[:, s * factor:s * factor + crop] for t, s in zip(target, starts.tolist())])
+            latent = torch.stack([z[:, s:s + crop // factor] for z, s in zip(latent, starts.tolist())])
+        count_noise = sigma[index].view(-1, 1, 1, 1) * torch.randn(target.shape, generator=generator)
+        target = target.to(device)
         critic.to(device)
         reconstruction = model(latent.to(device))
         with torch.no_grad():
@@ -477,9 +492,7 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
     class_ids = torch.from_numpy(data["class_ids"]).long()
     denoiser = stage("denoiser", denoiser, denoiser_loss(latents, class_ids, config), len(latents))
     if config.train_decoder.steps > 0:
-        labelled = torch.nonzero(class_ids != NULL_CLASS).flatten()
-        critic = stage("critic", ScanClassifier(len(data["views"]), config.perceptual.width, len(CLASS_NAMES)),
-                       critic_loss(images, class_ids, labelled), len(labelled))
+        critic = train_critic(run, state, data, log, progress)
         sigma = noise_sd(torch.from_numpy(data["canonical"]))
         autoencoder.decoder = stage("decoder", autoencoder.decoder.requires_grad_(True),
                                     decoder_loss(images, raw, sigma, critic, config), len(images))

@@ -8,11 +8,12 @@ this lifted the judge's held-out accuracy from 0.65 (plain input, average pool, 
 (15 epochs, count-thinning augmentation): benchmarks/RESULTS.md.
 
 Inputs are network intensities y (synthscan/preprocess.py ``to_network``), so a decoder's output can be
-fed to it directly and differentiably.
+fed to it directly and differentiably. :func:`fit_classifier` trains it on canonical counts.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -45,3 +46,54 @@ class ScanClassifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+def thin_counts(counts: torch.Tensor, keep: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Binomial thinning (each count kept with probability ``keep``); the fractional part of counts that were
+    resampled to the grid (non-integer) is scaled, not drawn."""
+    whole = counts.floor()
+    return torch.binomial(whole, keep, generator=generator) + keep * (counts - whole)
+
+
+def fit_classifier(counts, labels, classes: int, width: int = 16, epochs: int = 15, batch_size: int = 32,
+                   lr: float = 2e-3, seed: int = 0, thinning: float = 0.3, progress: bool = True,
+                   desc: str = "training classifier") -> ScanClassifier:
+    """Class-weighted cross-entropy, AdamW with a one-cycle schedule; rows labelled -1 are skipped.
+
+    ``counts`` are canonical counts ``(N, V, H, W)``. Augmentation: each scan keeps a random share in
+    [``thinning``, 1] of its counts (binomial thinning: a shorter acquisition of the same scan).
+    """
+    from tqdm import tqdm
+
+    from synthscan.preprocess import to_network
+
+    labels = np.asarray(labels)
+    keep = labels >= 0
+    raw, y = torch.as_tensor(np.asarray(counts)[keep], dtype=torch.float32), torch.as_tensor(labels[keep], dtype=torch.long)
+    torch.manual_seed(seed)
+    network = ScanClassifier(views=raw.shape[1], width=width, classes=classes)
+    weights = torch.as_tensor(len(y) / (classes * np.bincount(y.numpy(), minlength=classes).clip(min=1)),
+                              dtype=torch.float32)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * int(np.ceil(len(y) / batch_size))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
+    generator = torch.Generator().manual_seed(seed)
+    network.train()
+    with tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False) as bar:
+        for _ in range(epochs):
+            order = torch.randperm(len(y), generator=generator)
+            for start in range(0, len(y), batch_size):
+                batch = order[start:start + batch_size]
+                if len(batch) < 2:
+                    continue
+                counts_batch = raw[batch]
+                if thinning < 1:
+                    share = torch.empty(len(batch), 1, 1, 1).uniform_(thinning, 1.0, generator=generator)
+                    counts_batch = thin_counts(counts_batch, share.expand_as(counts_batch), generator)
+                loss = nn.functional.cross_entropy(network(to_network(counts_batch)), y[batch], weight=weights)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                bar.update(1)
+    return network.eval()

@@ -102,7 +102,7 @@ def test_a_judge_of_an_older_format_is_refused_by_name(tmp_path):
 def test_count_thinning_is_binomial_and_keeps_fractional_counts():
     import torch
 
-    from evaluation.fidelity import thin_counts
+    from synthscan.model.critic import thin_counts
 
     generator = torch.Generator().manual_seed(0)
     counts = torch.full((20000,), 40.0)
