@@ -116,5 +116,8 @@ def test_decoder_fine_tuning_changes_the_decoder_only(uninterrupted):
     assert set(decoder) == {name[len("decoder."):] for name in stage_one if name.startswith("decoder.")}
     assert all(np.array_equal(model[f"autoencoder.decoder.{name}"], value) for name, value in decoder.items())
     assert any(not np.array_equal(decoder[name], stage_one[f"decoder.{name}"]) for name in decoder)
-    stages = pd.read_csv(uninterrupted / "loss_critic.csv")
-    assert len(stages) == 4 and (uninterrupted / "critic.safetensors").is_file()
+    import json
+
+    log = json.loads((uninterrupted / "run.json").read_text())
+    assert list(log["stages"]) == ["autoencoder", "denoiser", "decoder"] and log["critic"]["epochs"] == 1
+    assert (uninterrupted / "critic.safetensors").is_file() and len(pd.read_csv(uninterrupted / "loss_decoder.csv")) == 12

@@ -210,3 +210,17 @@ def test_from_pretrained_refuses_non_models(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"x")
     with pytest.raises(BadInputError, match="not a synthscan model config"):
         SynthscanModel.from_pretrained(tmp_path)
+
+
+def test_the_bundled_model_was_trained_by_the_default_cpu_recipe():
+    """The model card's recipe is the one the shipped weights record (sampler defaults may be tuned after)."""
+    import json
+    from pathlib import Path
+
+    from synthscan.config import to_dict
+    from synthscan.sample import DEFAULT_MODEL
+
+    recorded = json.loads((DEFAULT_MODEL / "config.json").read_text())["training"]
+    recipe = json.loads(json.dumps(to_dict(load_config(Path(__file__).parents[2] / "recipes" / "default-cpu.toml"))))
+    recorded.pop("sampler"), recipe.pop("sampler")
+    assert recorded == recipe
