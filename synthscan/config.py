@@ -59,9 +59,9 @@ class DenoiserConfig:
 
 @dataclass(frozen=True)
 class PerceptualConfig:
-    """Decoder fine-tuning with a perceptual loss (synthscan/train.py, stages ``critic`` and ``decoder``).
+    """Decoder fine-tuning with a perceptual loss (synthscan/train.py: the critic, then stage ``decoder``).
 
-    A scan classifier (synthscan/model/critic.py) learns the training labels; the decoder is then fine-tuned,
+    A scan classifier (synthscan/model/critic.py) is fitted to the training labels; the decoder is then fine-tuned,
     encoder frozen, on L1 plus ``weight`` x the L1 distance between the critic's activation maps of the
     reconstruction (with count noise added) and of the scan. Off while ``train_decoder.steps`` is 0.
     """

@@ -25,8 +25,9 @@ grid (synthscan/preprocess.py) and cached in ``RUN/cache/`` so that reruns and e
 
 Run folder: ``config.toml`` (resolved config), ``run.json`` (data summary, processes, timings),
 ``loss_<stage>.csv`` and ``loss.png``, ``checkpoints/<stage>/step-NNNNNNN/`` (with config.toml inside),
-``<stage>.safetensors`` (and ``critic.safetensors``) once a stage is done, and the final model: ``config.json`` + ``model.safetensors``
-(synthscan/model/pipeline.py), so ``synthscan sample --model RUN`` works on the run folder.
+``<stage>.safetensors`` (and ``critic.safetensors``) once a stage is done, and the final model:
+``config.json`` + ``model.safetensors`` (synthscan/model/pipeline.py), so ``synthscan sample --model RUN``
+works on the run folder.
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def fit_classifier(counts, labels, classes: int, width: int = 16, epochs: int = 
 
     labels = np.asarray(labels)
     keep = labels >= 0
-    raw, y = torch.as_tensor(np.asarray(counts)[keep], dtype=torch.float32), torch.as_tensor(labels[keep], dtype=torch.long)
+    raw = torch.as_tensor(np.asarray(counts)[keep], dtype=torch.float32)
+    y = torch.as_tensor(labels[keep], dtype=torch.long)
     torch.manual_seed(seed)
     network = ScanClassifier(views=raw.shape[1], width=width, classes=classes)
     weights = torch.as_tensor(len(y) / (classes * np.bincount(y.numpy(), minlength=classes).clip(min=1)),

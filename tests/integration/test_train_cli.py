@@ -120,4 +120,5 @@ def test_decoder_fine_tuning_changes_the_decoder_only(uninterrupted):
 
     log = json.loads((uninterrupted / "run.json").read_text())
     assert list(log["stages"]) == ["autoencoder", "denoiser", "decoder"] and log["critic"]["epochs"] == 1
-    assert (uninterrupted / "critic.safetensors").is_file() and len(pd.read_csv(uninterrupted / "loss_decoder.csv")) == 12
+    assert (uninterrupted / "critic.safetensors").is_file()
+    assert len(pd.read_csv(uninterrupted / "loss_decoder.csv")) == 12

@@ -43,12 +43,12 @@ def test_perceptual_weight_zero_is_plain_l1_and_the_critic_stays_frozen():
     latent = raw[indices]
     latent = latent + config.autoencoder.latent_noise * latent.std() * torch.randn(latent.shape, generator=generator)
     expected = (autoencoder.decode(latent) - images[indices]).abs().mean()
-    assert float(plain) == pytest.approx(float(expected), rel=1e-6)
+    assert plain.item() == pytest.approx(expected.item(), rel=1e-6)
 
     config, autoencoder, images, raw, critic = _setup(1.0)
     loss = decoder_loss(images, raw, sigma, critic, config)(autoencoder.decoder, indices,
                                                             torch.Generator().manual_seed(1), "cpu")
-    assert float(loss) > float(plain)
+    assert loss.item() > plain.item()
     loss.backward()
     assert all(p.grad is not None for p in autoencoder.decoder.parameters())
     assert all(p.grad is None for p in critic.parameters())
