@@ -44,6 +44,11 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return lines + [""]
 
 
+def _guidance(value) -> str:
+    """A guidance scale, or one per condition ({"metastasis": 8.0, ...} -> "metastasis 8, ...")."""
+    return ", ".join(f"{k} {v:g}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
@@ -312,7 +317,7 @@ def _header(info: dict, run_dir: Path) -> list[str]:
              f"- phantom simulator version **{info['phantom_version']}**; the recipe and the simulator version were "
              "fixed before any result was looked at, and the simulator was not tuned towards the paper's numbers",
              f"- generator: {generator.get('source', 'n/a')} (model hash `{str(generator.get('model_hash', ''))[:16]}`"
-             f", guidance {generator.get('guidance_scale', 'n/a')}, {generator.get('steps', 'n/a')} steps)",
+             f", guidance {_guidance(generator.get('guidance_scale', 'n/a'))}, {generator.get('steps', 'n/a')} steps)",
              f"- seeds {info['seeds']}; tasks {', '.join(info['tasks'])}; primary (pre-specified) arm "
              f"`{info['primary_arm']}` vs reference `{info['reference_arm']}`",
              f"- synthscan {info['synthscan_version']}; started {info['started']}; machine {info['machine']}; "

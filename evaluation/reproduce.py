@@ -275,8 +275,8 @@ def stage_sample(run: Run) -> dict:
         seed += n  # disjoint noise seeds per condition
     write_manifest(pd.concat(frames, ignore_index=True), run.path("synthetic", "manifest.csv"))
     config = model.info.get("sampler", {})
-    run.update_info(generator={"source": generator["model"], "model_hash": model.hash,
-                               "guidance_scale": generator["guidance_scale"] or config.get("guidance_scale"),
+    guidance = generator["guidance_scale"] or {c: model.guidance_scale(c) for c in synthetic_plan(run)}
+    run.update_info(generator={"source": generator["model"], "model_hash": model.hash, "guidance_scale": guidance,
                                "steps": generator["steps"] or config.get("steps")})
     return {"scans": int(sum(len(f) for f in frames)), "model_hash": model.hash}
 

@@ -7,8 +7,8 @@ into the model's ``config.json``, so a model can always say how it was made.
 
 Sections (one dataclass each, see the fields for meaning and units):
 ``[data]`` canonical grid, ``[autoencoder]`` network, ``[denoiser]`` network and EDM noise distribution,
-``[perceptual]`` critic and weight of the decoder fine-tuning, ``[train_autoencoder]`` / ``[train_denoiser]`` /
-``[train_decoder]`` optimisation, ``[sampler]`` defaults used by ``synthscan sample``,
+``[perceptual]`` critic and weight of the perceptual fine-tuning, ``[train_autoencoder]`` / ``[train_perceptual]``
+/ ``[train_denoiser]`` optimisation, ``[sampler]`` defaults used by ``synthscan sample``,
 plus top-level ``seed``, checkpointing and precision keys.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from synthscan.errors import BadInputError
+from synthscan.model.conditions import CONDITIONS
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,12 @@ class DenoiserConfig:
 
 @dataclass(frozen=True)
 class PerceptualConfig:
-    """Decoder fine-tuning with a perceptual loss (synthscan/train.py: the critic, then stage ``decoder``).
+    """Autoencoder fine-tuning with a perceptual loss (synthscan/train.py: the critic, then stage ``perceptual``).
 
-    A scan classifier (synthscan/model/critic.py) is fitted to the training labels; the decoder is then fine-tuned,
-    encoder frozen, on L1 plus ``weight`` x the L1 distance between the critic's activation maps of the
-    reconstruction (with count noise added) and of the scan. Off while ``train_decoder.steps`` is 0.
+    A scan classifier (synthscan/model/critic.py) is fitted to the training labels; the autoencoder is then
+    fine-tuned, before the denoiser learns its latents, on L1 plus ``weight`` x the relative L1 distance between
+    the critic's activation maps of the reconstruction (with count noise added) and of the scan. Off while
+    ``train_perceptual.steps`` is 0.
     """
 
     width: int = 16  # critic channels at its first stage (x2 per stage)
@@ -85,7 +87,7 @@ class StageConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.0
     ema_decay: float = 0.999  # 0 disables EMA (the trained weights are used as they are)
-    crop_rows: int = 0  # autoencoder and decoder stages: random row bands of this height (0 = whole scan)
+    crop_rows: int = 0  # autoencoder and perceptual stages: random row bands of this height (0 = whole scan)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class SamplerConfig:
     solver: str = "dpmpp_2m"  # or "heun"
     steps: int = 10
     guidance_scale: float = 1.0  # 1 = plain conditional model (no extra unconditional pass)
+    condition_guidance: dict[str, float] = field(default_factory=dict)  # per condition, instead of guidance_scale
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
@@ -117,7 +120,7 @@ class TrainConfig:
     train_denoiser: StageConfig = field(default_factory=lambda: StageConfig(
         steps=4000, batch_size=128, lr=2e-3, ema_decay=0.999))
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
-    train_decoder: StageConfig = field(default_factory=lambda: StageConfig(
+    train_perceptual: StageConfig = field(default_factory=lambda: StageConfig(
         steps=0, batch_size=16, lr=3e-4, ema_decay=0.0))
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
@@ -129,6 +132,9 @@ class TrainConfig:
             (self.sampler.solver in ("dpmpp_2m", "heun"), "sampler.solver must be dpmpp_2m or heun"),
             (self.sampler.steps >= 1, "sampler.steps must be >= 1"),
             (self.sampler.guidance_scale >= 0, "sampler.guidance_scale must be >= 0"),
+            (set(self.sampler.condition_guidance) <= set(CONDITIONS) and all(
+                g >= 0 for g in self.sampler.condition_guidance.values()),
+             f"sampler.condition_guidance takes {', '.join(CONDITIONS)} with scales >= 0"),
             (0 < self.sampler.sigma_min < self.sampler.sigma_max, "need 0 < sampler.sigma_min < sampler.sigma_max"),
             (0 <= self.denoiser.condition_dropout < 1, "denoiser.condition_dropout must be in [0, 1)"),
             (len(self.autoencoder.channels) >= 1 and len(self.denoiser.channels) >= 1, "channels must not be empty"),
@@ -145,7 +151,7 @@ class TrainConfig:
         checks.append(((self.data.rows // factor) % latent_factor == 0 and (self.data.cols // factor) % latent_factor == 0,
                        f"latent grid {self.data.rows // factor}x{self.data.cols // factor} must be divisible by "
                        f"the denoiser's downsampling factor {latent_factor}"))
-        for name in ("train_autoencoder", "train_decoder"):
+        for name in ("train_autoencoder", "train_perceptual"):
             crop = getattr(self, name).crop_rows
             checks.append((crop == 0 or (crop % factor == 0 and crop <= self.data.rows),
                            f"{name}.crop_rows={crop} must be 0 or a multiple of {factor} <= data.rows"))
@@ -153,7 +159,7 @@ class TrainConfig:
         checks += [(p.width >= 1 and p.epochs >= 1 and p.batch_size >= 2, "perceptual.width and epochs must be >= 1, "
                     "batch_size >= 2"), (p.weight >= 0, "perceptual.weight must be >= 0"),
                    (0 < p.thinning <= 1, "perceptual.thinning must be in (0, 1]")]
-        for name in ("train_autoencoder", "train_denoiser", "train_decoder"):
+        for name in ("train_autoencoder", "train_perceptual", "train_denoiser"):
             stage = getattr(self, name)
             checks += [
                 (stage.steps >= 0, f"{name}.steps must be >= 0"),
@@ -181,6 +187,10 @@ def _coerce(value: Any, kind, where: str):
         value = float(value) if ok else value
     elif kind is str:
         ok = isinstance(value, str)
+    elif origin is dict:  # condition -> number
+        ok = isinstance(value, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             for v in value.values())
+        value = {str(k): float(v) for k, v in value.items()} if ok else value
     elif origin is tuple:
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value
@@ -284,7 +294,7 @@ def _check_keys(kind, table: dict, source: str) -> None:
 def to_dict(config) -> dict:
     """Plain nested dict (tuples as lists), for TOML/JSON."""
     return {f.name: (to_dict(v) if is_dataclass(v := getattr(config, f.name)) else
-                     list(v) if isinstance(v, tuple) else v) for f in fields(config)}
+                     list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v) for f in fields(config)}
 
 
 def from_dict(data: dict) -> TrainConfig:
@@ -309,4 +319,6 @@ def _toml_value(value) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return repr(value)

@@ -318,8 +318,8 @@ def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest
                        for g in grades]
             totals = [model.draw_total_counts(c, rng) for c, rng in zip(classes, rngs)]
             with torch.inference_mode():
-                expected = model.expected_counts(batch, classes, totals, writer.matrix, request.steps,
-                                                 request.guidance_scale, request.solver).numpy()
+                expected = model.expected_counts(batch, classes, totals, writer.matrix, writer.steps,
+                                                 writer.guidance_scale, writer.solver).numpy()
             while len(pending) > 1:  # keep at most two batches in flight: memory stays flat in n
                 done = pending.popleft()
                 rows += [future.result() for future in done]
@@ -340,7 +340,8 @@ class _Writer:
         self.model, self.request, self.matrix, self.auditor = model, request, tuple(matrix), auditor
         sampler = model.info["sampler"]
         self.steps = request.steps or sampler["steps"]
-        self.guidance_scale = sampler["guidance_scale"] if request.guidance_scale is None else request.guidance_scale
+        self.guidance_scale = (model.guidance_scale(request.condition) if request.guidance_scale is None
+                               else request.guidance_scale)
         self.solver = request.solver or sampler["solver"]
         self.spacing = model.output_spacing_mm(self.matrix)
         tracers = model.info.get("data", {}).get("tracers", [])

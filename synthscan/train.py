@@ -1,13 +1,13 @@
-"""Training of the generator with Accelerate: autoencoder, EDM latent denoiser, then (optional) decoder fine-tuning.
+"""Training of the generator with Accelerate: autoencoder, (optional) perceptual fine-tuning, EDM latent denoiser.
 
-One command, up to three stages. Rombach et al. 2022: the autoencoder is trained once and its encoder frozen,
-the diffusion model learns its latents. Then, when ``train_decoder.steps`` > 0, a scan classifier (the
-critic) is fitted to the training labels on the main process, as the fidelity judge is but from another
-seed, and the decoder alone is fine-tuned with a perceptual loss in the critic's activations, as the Stable
-Diffusion autoencoder pairs L1 with LPIPS and its decoder was later fine-tuned with the encoder frozen: the
-latent space, and so the denoiser, stay valid. An L1-trained decoder smooths small hot spots (the loss is
-dominated by count noise); the perceptual term keeps what a classifier of the labels attends to. Each
-stage is an Accelerate loop in the manner of diffusers'
+One command, up to three stages. Rombach et al. 2022: the autoencoder is trained first, then frozen while the
+diffusion model learns its latents. When ``train_perceptual.steps`` > 0, a scan classifier (the critic) is
+fitted to the training labels on the main process between the two, as the fidelity judge is but from another
+seed, and the autoencoder is fine-tuned on L1 plus a perceptual loss in the critic's activations, as the
+Stable Diffusion autoencoder pairs L1 with LPIPS. An L1-trained autoencoder smooths small hot spots (its loss
+is dominated by count noise); the perceptual term keeps what a classifier of the labels attends to. The
+encoder is fine-tuned too (it keeps more lesions than a decoder-only fine-tuning, benchmarks/RESULTS.md), so
+the stage runs before the denoiser. Each stage is an Accelerate loop in the manner of diffusers'
 ``train_unconditional.py``: ``Accelerator(gradient_accumulation_steps, mixed_precision)`` (bf16 on CUDA),
 AdamW with linear warm-up and cosine decay (a pure function of the step), gradient clipping, an EMA of the
 weights updated when ``sync_gradients`` (EMA decay warm-up as in diffusers' ``EMAModel``), ``save_state``
@@ -52,7 +52,7 @@ from synthscan.model.critic import ScanClassifier, fit_classifier
 from synthscan.model.pipeline import SynthscanModel
 from synthscan.preprocess import INTENSITY_REF, canonical_counts, to_network
 
-STAGES = ("autoencoder", "denoiser", "decoder")  # the index seeds each stage's randomness
+STAGES = ("autoencoder", "perceptual", "denoiser")  # in order; the index seeds each stage's randomness
 REQUIRED_COLUMNS = ("study_id", "patient_id", "path", "views", "metastasis", "amyloid_grade")
 
 
@@ -338,14 +338,17 @@ class AutoencoderForTraining(torch.nn.Module):
         return reconstruction, latents
 
 
-def autoencoder_loss(images: torch.Tensor, config: TrainConfig):
-    """L1 reconstruction of (a random row band of) the scans plus the latent L2 penalty."""
-    crop = config.train_autoencoder.crop_rows
+def autoencoder_loss(images: torch.Tensor, config: TrainConfig, crop: int, critic=None, sigma=None):
+    """L1 reconstruction of (a random row band of) the scans plus the latent L2 penalty. With a ``critic``
+    (stage ``perceptual``), plus ``perceptual.weight`` x the relative L1 distance between the critic's stage
+    activations of the reconstruction, with count noise of the scan's level ``sigma`` added (the critic learnt
+    noisy scans), and of the scan."""
     settings = config.autoencoder
     factor = 2 ** len(settings.channels)
 
     def loss_fn(model, indices, generator, device):
-        batch = images[torch.from_numpy(indices)]
+        index = torch.from_numpy(indices)
+        batch = images[index]
         if crop and crop < batch.shape[-2]:
             starts = torch.randint(0, (batch.shape[-2] - crop) // factor + 1, (len(indices),), generator=generator)
             batch = torch.stack([b[:, s * factor: s * factor + crop] for b, s in zip(batch, starts.tolist())])
@@ -353,7 +356,16 @@ def autoencoder_loss(images: torch.Tensor, config: TrainConfig):
                              batch.shape[-1] // factor), generator=generator)
         batch = batch.to(device)
         reconstruction, latents = model(batch, noise.to(device), settings.latent_noise)
-        return (reconstruction - batch).abs().mean() + settings.latent_penalty * latents.pow(2).mean()
+        loss = (reconstruction - batch).abs().mean() + settings.latent_penalty * latents.pow(2).mean()
+        if critic is None:
+            return loss
+        count_noise = sigma[index].view(-1, 1, 1, 1) * torch.randn(batch.shape, generator=generator)
+        critic.to(device)
+        with torch.no_grad():
+            wanted = critic.stage_maps(batch)
+        got = critic.stage_maps(reconstruction + count_noise.to(device))
+        perceptual = sum((g - w).abs().mean() / (w.abs().mean() + 1e-6) for g, w in zip(got, wanted)) / len(got)
+        return loss + config.perceptual.weight * perceptual
 
     return loss_fn
 
@@ -402,33 +414,6 @@ def noise_sd(counts: torch.Tensor) -> torch.Tensor:
     sqrt(counts) has variance ~1/4, so sd(y) = 1 / sqrt(INTENSITY_REF x mean counts per pixel)."""
     mean_counts = counts.sum(dim=(1, 2, 3), dtype=torch.float64) / counts[0].numel()
     return (1 / torch.sqrt(INTENSITY_REF * mean_counts)).float()
-
-
-def decoder_loss(images: torch.Tensor, raw_latents: torch.Tensor, sigma: torch.Tensor, critic, config: TrainConfig):
-    """L1 plus ``perceptual.weight`` x the relative L1 distance between the critic's stage activations of the
-    reconstruction, with count noise of the scan's level added (the critic learnt noisy scans), and of the scan."""
-    latent_noise, crop = config.autoencoder.latent_noise, config.train_decoder.crop_rows
-    factor = images.shape[-2] // raw_latents.shape[-2]
-
-    def loss_fn(model, indices, generator, device):
-        index = torch.from_numpy(indices)
-        latent, target = raw_latents[index], images[index]
-        latent = latent + latent_noise * latent.std() * torch.randn(latent.shape, generator=generator)
-        if crop and crop < target.shape[-2]:  # the same row band of scan and latent
-            starts = torch.randint(0, (target.shape[-2] - crop) // factor + 1, (len(index),), generator=generator)
-            target = torch.stack([t[:, s * factor:s * factor + crop] for t, s in zip(target, starts.tolist())])
-            latent = torch.stack([z[:, s:s + crop // factor] for z, s in zip(latent, starts.tolist())])
-        count_noise = sigma[index].view(-1, 1, 1, 1) * torch.randn(target.shape, generator=generator)
-        target = target.to(device)
-        critic.to(device)
-        reconstruction = model(latent.to(device))
-        with torch.no_grad():
-            wanted = critic.stage_maps(target)
-        got = critic.stage_maps(reconstruction + count_noise.to(device))
-        perceptual = sum((g - w).abs().mean() / (w.abs().mean() + 1e-6) for g, w in zip(got, wanted)) / len(got)
-        return (reconstruction - target).abs().mean() + config.perceptual.weight * perceptual
-
-    return loss_fn
 
 
 @torch.no_grad()
@@ -484,19 +469,23 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
             state.wait_for_everyone()
         return module.eval().requires_grad_(False)
 
-    autoencoder = stage("autoencoder", AutoencoderForTraining(autoencoder), autoencoder_loss(images, config),
-                        len(images), unwrap=lambda wrapper: wrapper.autoencoder)
+    def unwrap(wrapper):
+        return wrapper.autoencoder
+
+    autoencoder = stage("autoencoder", AutoencoderForTraining(autoencoder),
+                        autoencoder_loss(images, config, config.train_autoencoder.crop_rows), len(images), unwrap)
+    if config.train_perceptual.steps > 0:
+        critic = train_critic(run, state, data, log, progress)
+        loss_fn = autoencoder_loss(images, config, config.train_perceptual.crop_rows, critic,
+                                   noise_sd(torch.from_numpy(data["canonical"])))
+        autoencoder = stage("perceptual", AutoencoderForTraining(autoencoder.requires_grad_(True)), loss_fn,
+                            len(images), unwrap)
     raw = encode_all(autoencoder, images)
     mean = raw.mean(dim=(0, 2, 3))
     std = raw.std(dim=(0, 2, 3)).clamp_min(1e-6) / config.denoiser.sigma_data
     latents = (raw - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)
     class_ids = torch.from_numpy(data["class_ids"]).long()
     denoiser = stage("denoiser", denoiser, denoiser_loss(latents, class_ids, config), len(latents))
-    if config.train_decoder.steps > 0:
-        critic = train_critic(run, state, data, log, progress)
-        sigma = noise_sd(torch.from_numpy(data["canonical"]))
-        autoencoder.decoder = stage("decoder", autoencoder.decoder.requires_grad_(True),
-                                    decoder_loss(images, raw, sigma, critic, config), len(images))
     reconstruction_l1 = float((autoencoder.decode(raw[:256]) - images[:256]).abs().mean())
 
     info = {**summary, "grid": [config.data.rows, config.data.cols], "latent_mean": mean.tolist(),

@@ -1,4 +1,4 @@
-"""A small scan classifier: the fidelity judge's network, and the perceptual critic of decoder fine-tuning.
+"""A small scan classifier: the fidelity judge's network, and the perceptual critic of autoencoder fine-tuning.
 
 Four stride-2 stages (16-32-64-128 channels at width 16) of conv-BN-ReLU pairs, global average and max
 pools, linear. Built for focal findings: each view enters twice, as is and as its local contrast (the image

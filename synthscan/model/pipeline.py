@@ -127,6 +127,12 @@ class SynthscanModel(nn.Module):
         weights = weights / weights.sum() if weights.sum() > 0 else np.array([0.5, 0.5])
         return 2 if rng.random() < weights[0] else 3
 
+    def guidance_scale(self, condition: str) -> float:
+        """Default classifier-free guidance scale of ``condition``: ``sampler.condition_guidance`` where it names
+        the condition, else ``sampler.guidance_scale``."""
+        sampler = self.info["sampler"]
+        return float(sampler.get("condition_guidance", {}).get(condition, sampler["guidance_scale"]))
+
     @torch.no_grad()
     def expected_counts(self, seeds, class_ids, total_counts, matrix, steps: int | None = None,
                         guidance_scale: float | None = None, solver: str | None = None) -> torch.Tensor:

@@ -27,7 +27,7 @@ def cohort(tmp_path_factory):
 
 def _train_command(manifest, out, *extra):
     return [sys.executable, "-m", "synthscan", "train", "--recipe", str(RECIPE), "--data", str(manifest),
-            "--out", str(out), "--set", "train_denoiser.steps=12", "--set", "train_decoder.steps=12", *extra]
+            "--out", str(out), "--set", "train_denoiser.steps=12", "--set", "train_perceptual.steps=12", *extra]
 
 
 def _weights(folder: Path) -> dict:
@@ -41,7 +41,7 @@ def uninterrupted(cohort, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("stage", ["denoiser", "decoder"])  # EMA stage; last stage (earlier ones reloaded)
+@pytest.mark.parametrize("stage", ["perceptual", "denoiser"])  # a middle stage; the last (EMA) stage
 def test_resume_after_kill_ends_bitwise_equal_to_an_uninterrupted_run(cohort, uninterrupted, stage, tmp_path):
 
     killed = tmp_path / "killed"
@@ -105,20 +105,37 @@ def test_rerun_with_another_config_and_bad_manifests_are_refused(cohort, tmp_pat
                  "--set", "train_denoiser.stepz=3"]) == 2
 
 
-def test_decoder_fine_tuning_changes_the_decoder_only(uninterrupted):
-    """The saved model has the fine-tuned decoder and stage one's encoder (so the denoiser's latents hold)."""
-    model = _weights(uninterrupted)
-    stage_one = load_file(str(uninterrupted / "autoencoder.safetensors"))
-    decoder = load_file(str(uninterrupted / "decoder.safetensors"))
-    for name, value in stage_one.items():
-        if name.startswith("encoder."):
-            assert np.array_equal(model[f"autoencoder.{name}"], value), name
-    assert set(decoder) == {name[len("decoder."):] for name in stage_one if name.startswith("decoder.")}
-    assert all(np.array_equal(model[f"autoencoder.decoder.{name}"], value) for name, value in decoder.items())
-    assert any(not np.array_equal(decoder[name], stage_one[f"decoder.{name}"]) for name in decoder)
+def test_perceptual_stage_fine_tunes_the_autoencoder_before_the_denoiser_learns_its_latents(uninterrupted):
+    """The saved model has the fine-tuned autoencoder (encoder and decoder changed), and the denoiser's latent
+    statistics are those of the fine-tuned encoder, not of stage one's."""
     import json
 
+    import torch
+
+    from synthscan.model.autoencoder import Autoencoder
+    from synthscan.model.pipeline import SynthscanModel
+    from synthscan.preprocess import to_network
+
+    model = _weights(uninterrupted)
+    stage_one = load_file(str(uninterrupted / "autoencoder.safetensors"))
+    tuned = load_file(str(uninterrupted / "perceptual.safetensors"))
+    assert tuned.keys() == stage_one.keys()
+    assert all(np.array_equal(model[f"autoencoder.{name}"], value) for name, value in tuned.items())
+    for part in ("encoder.", "decoder."):
+        assert any(not np.array_equal(tuned[name], stage_one[name]) for name in tuned if name.startswith(part)), part
+
+    info = SynthscanModel.from_pretrained(uninterrupted).info
+    images = to_network(torch.from_numpy(np.load(next((uninterrupted / "cache").glob("*.npz")))["canonical"]))
+
+    def latent_mean(weights):
+        autoencoder = Autoencoder(**json.loads((uninterrupted / "config.json").read_text())["autoencoder"])
+        autoencoder.load_state_dict({name: torch.from_numpy(value) for name, value in weights.items()})
+        with torch.no_grad():
+            return autoencoder.eval().encode(images).mean(dim=(0, 2, 3)).numpy()
+
+    assert np.allclose(info["latent_mean"], latent_mean(tuned), atol=1e-5)
+    assert not np.allclose(info["latent_mean"], latent_mean(stage_one), atol=1e-3)
     log = json.loads((uninterrupted / "run.json").read_text())
-    assert list(log["stages"]) == ["autoencoder", "denoiser", "decoder"] and log["critic"]["epochs"] == 1
+    assert list(log["stages"]) == ["autoencoder", "perceptual", "denoiser"] and log["critic"]["epochs"] == 1
     assert (uninterrupted / "critic.safetensors").is_file()
-    assert len(pd.read_csv(uninterrupted / "loss_decoder.csv")) == 12
+    assert len(pd.read_csv(uninterrupted / "loss_perceptual.csv")) == 12

@@ -27,9 +27,11 @@ def test_config_precedence_and_roundtrip(tmp_path):
     recipe.write_text("seed = 3\n[train_denoiser]\nsteps = 11\nlr = 0.5\n")
     extra = tmp_path / "extra.toml"
     extra.write_text("[train_denoiser]\nsteps = 12\n")
-    config = load_config(recipe, extra, parse_set(["train_denoiser.lr=0.25", "sampler.solver=heun"]))
+    config = load_config(recipe, extra, parse_set(["train_denoiser.lr=0.25", "sampler.solver=heun",
+                                                   "sampler.condition_guidance.metastasis=8"]))
     assert (config.seed, config.train_denoiser.steps, config.train_denoiser.lr) == (3, 12, 0.25)
     assert config.sampler.solver == "heun" and config.train_autoencoder == TrainConfig().train_autoencoder
+    assert config.sampler.condition_guidance == {"metastasis": 8.0}
     again = tmp_path / "again.toml"
     again.write_text(to_toml(config))
     assert load_config(again) == config
@@ -41,6 +43,8 @@ def test_config_precedence_and_roundtrip(tmp_path):
     ("[data]\nrows = 'many'\n", "data: rows: expected int"),
     ("[sampler]\nsolver = 'euler'\n", "sampler.solver must be"),
     ("[data]\nrows = 250\n", "divisible"),
+    ("[sampler]\ncondition_guidance = {tumour = 3}\n", "condition_guidance takes normal, metastasis, amyloidosis"),
+    ("[sampler]\ncondition_guidance = {metastasis = 'high'}\n", "condition_guidance: expected dict"),
 ])
 def test_config_errors_name_the_file_and_key(tmp_path, text, message):
     recipe = tmp_path / "recipe.toml"
@@ -224,3 +228,8 @@ def test_the_bundled_model_was_trained_by_the_default_cpu_recipe():
     recipe = json.loads(json.dumps(to_dict(load_config(Path(__file__).parents[2] / "recipes" / "default-cpu.toml"))))
     recorded.pop("sampler"), recipe.pop("sampler")
     assert recorded == recipe
+    from synthscan.model.pipeline import SynthscanModel
+
+    model = SynthscanModel.from_pretrained(DEFAULT_MODEL)  # the recipe's sampler defaults are the model's
+    assert model.info["sampler"] == to_dict(load_config(Path(__file__).parents[2] / "recipes" / "default-cpu.toml").sampler)
+    assert [model.guidance_scale(c) for c in ("normal", "metastasis", "amyloidosis")] == [5.0, 8.0, 4.0]
