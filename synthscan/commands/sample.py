@@ -15,7 +15,8 @@ def register(subparsers):
     parser.add_argument("--seed", type=int, default=0, help="scan i uses seed SEED + i (default 0)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, help="solver steps (default: the model's)")
-    parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default: the model's)")
+    parser.add_argument("--guidance-scale", type=float,
+                        help="classifier-free guidance (default: the model's, per condition)")
     parser.add_argument("--solver", choices=("dpmpp_2m", "heun"), help="default: the model's")
     parser.add_argument("--format", default="dicom", help="dicom, png or dicom,png (default dicom)")
     parser.add_argument("--matrix", help="clinical matrix ROWSxCOLS, e.g. 1024x256 or 512x128 (default: the model's)")
