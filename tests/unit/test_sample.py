@@ -184,12 +184,11 @@ def test_per_condition_guidance_is_the_default_and_an_explicit_scale_wins(tmp_pa
     model = tiny_model(seed=1)
     model.info["sampler"] = {**model.info["sampler"], "condition_guidance": {"metastasis": 3.0}}
     folder = model.save_pretrained(tmp_path / "model")
-    runs = {"default": SampleRequest("metastasis", 2, tmp_path / "default", seed=4, workers=1),
-            "explicit-3": SampleRequest("metastasis", 2, tmp_path / "explicit-3", seed=4, guidance_scale=3.0, workers=1),
-            "explicit-1": SampleRequest("metastasis", 2, tmp_path / "explicit-1", seed=4, guidance_scale=1.0, workers=1),
-            "normal": SampleRequest("normal", 2, tmp_path / "normal", seed=4, workers=1)}
-    for request in runs.values():
-        sample(request, folder, progress=False)
+    runs = {"default": ("metastasis", None), "explicit-3": ("metastasis", 3.0), "explicit-1": ("metastasis", 1.0),
+            "normal": ("normal", None)}
+    for name, (condition, scale) in runs.items():
+        sample(SampleRequest(condition, 2, tmp_path / name, seed=4, guidance_scale=scale, workers=1), folder,
+               progress=False)
     guidance = {name: read_manifest(tmp_path / name / "manifest.csv")["guidance_scale"].astype(float).tolist()
                 for name in runs}
     assert guidance == {"default": [3.0, 3.0], "explicit-3": [3.0, 3.0], "explicit-1": [1.0, 1.0], "normal": [1.0, 1.0]}
