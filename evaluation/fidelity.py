@@ -120,16 +120,13 @@ class Judge:
         return self._run(counts, "features")
 
     def save(self, folder) -> Path:
-        from safetensors.torch import save_file
-
-        from synthscan.io.atomic import atomic_path, write_text
+        from synthscan.io.atomic import save_weights, write_text
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / "config.json", json.dumps({"format": JUDGE_FORMAT, "judge": asdict(self.config),
                                                        "network": self.network_.config}, indent=2) + "\n")
-        with atomic_path(folder / "model.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in self.network_.state_dict().items()}, str(tmp))
+        save_weights(self.network_, folder / "model.safetensors")
         return folder
 
     @classmethod

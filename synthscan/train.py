@@ -46,7 +46,7 @@ import torch
 
 from synthscan.config import TrainConfig, to_dict, to_toml
 from synthscan.errors import BadInputError
-from synthscan.io.atomic import atomic_path, write_text
+from synthscan.io.atomic import atomic_path, save_weights, write_text
 from synthscan.model.conditions import CLASS_NAMES, NULL_CLASS, class_from_labels
 from synthscan.model.critic import ScanClassifier, fit_classifier
 from synthscan.model.pipeline import SynthscanModel
@@ -390,7 +390,7 @@ def denoiser_loss(latents: torch.Tensor, class_ids: torch.Tensor, config: TrainC
 def train_critic(run: Run, state, data: dict, log: dict, progress: bool) -> ScanClassifier:
     """The perceptual critic: a scan classifier of normal / metastasis / amyloidosis (grade >= 2), fitted as the
     fidelity judge is (synthscan/model/critic.py) on the main process and saved to ``critic.safetensors``."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     settings = run.config.perceptual
     path = run.folder / "critic.safetensors"
@@ -400,8 +400,7 @@ def train_critic(run: Run, state, data: dict, log: dict, progress: bool) -> Scan
         labels = np.select([data["class_ids"] == 1, data["class_ids"] == 2, data["class_ids"] >= 4], [0, 1, 2], -1)
         critic = fit_classifier(data["canonical"], labels, 3, settings.width, settings.epochs, settings.batch_size,
                                 settings.lr, seed, settings.thinning, progress, desc="training critic")
-        with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in critic.state_dict().items()}, str(tmp))
+        save_weights(critic, path)
         log["critic"] = {"epochs": settings.epochs, "seconds": round(time.time() - began, 1)}
     state.wait_for_everyone()
     critic = ScanClassifier(len(data["views"]), settings.width, 3)
@@ -427,7 +426,7 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
     Returns the run folder on the main process and None on the others.
     """
     from accelerate import PartialState
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from synthscan.io.manifest import read_manifest
 
@@ -464,8 +463,7 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
             trained, log["stages"][name] = train_stage(run, name, module, loss_fn, n_items, progress)
             module = unwrap(trained)
             if state.is_main_process:
-                with atomic_path(path) as tmp:
-                    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+                save_weights(module, path)
             state.wait_for_everyone()
         return module.eval().requires_grad_(False)
 

@@ -24,6 +24,15 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
+def save_weights(module, path) -> Path:
+    """A torch module's state dict as safetensors at ``path``, atomically."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    return Path(path)
+
+
 @contextlib.contextmanager
 def atomic_dir(path):
     """Yield a temporary folder beside ``path``; it becomes ``path`` only if the block succeeds.
