@@ -317,7 +317,10 @@ def _header(info: dict, run_dir: Path) -> list[str]:
              f"- phantom simulator version **{info['phantom_version']}**; the recipe and the simulator version were "
              "fixed before any result was looked at, and the simulator was not tuned towards the paper's numbers",
              f"- generator: {generator.get('source', 'n/a')} (model hash `{str(generator.get('model_hash', ''))[:16]}`"
-             f", guidance {_guidance(generator.get('guidance_scale', 'n/a'))}, {generator.get('steps', 'n/a')} steps)",
+             f", guidance {_guidance(generator.get('guidance_scale', 'n/a'))}"
+             + "".join(f", {c} guided away from {negative} at {scale:g}"
+                       for c, (negative, scale) in generator.get("negative_guidance", {}).items())
+             + f", {generator.get('steps', 'n/a')} steps)",
              f"- seeds {info['seeds']}; tasks {', '.join(info['tasks'])}; primary (pre-specified) arm "
              f"`{info['primary_arm']}` vs reference `{info['reference_arm']}`",
              f"- synthscan {info['synthscan_version']}; started {info['started']}; machine {info['machine']}; "

@@ -257,7 +257,7 @@ def synthetic_plan(run: Run) -> dict[str, int]:
 
 def stage_sample(run: Run) -> dict:
     from synthscan.model.pipeline import SynthscanModel
-    from synthscan.sample import SampleRequest, sample
+    from synthscan.sample import SampleRequest, negative_guidance, sample
 
     generator = run.recipe["generator"]
     folder = model_folder(run)
@@ -276,7 +276,9 @@ def stage_sample(run: Run) -> dict:
     write_manifest(pd.concat(frames, ignore_index=True), run.path("synthetic", "manifest.csv"))
     config = model.info.get("sampler", {})
     guidance = generator["guidance_scale"] or {c: model.guidance_scale(c) for c in synthetic_plan(run)}
+    negative = {c: negative_guidance(config, c) for c in synthetic_plan(run)}
     run.update_info(generator={"source": generator["model"], "model_hash": model.hash, "guidance_scale": guidance,
+                               "negative_guidance": {c: list(pair) for c, pair in negative.items() if pair[0]},
                                "steps": generator["steps"] or config.get("steps")})
     return {"scans": int(sum(len(f) for f in frames)), "model_hash": model.hash}
 

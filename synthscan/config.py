@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from synthscan.errors import BadInputError
-from synthscan.model.conditions import CONDITIONS
+from synthscan.model.conditions import CONDITIONS, NEGATIVE_CONDITIONS
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,8 @@ class SamplerConfig:
     steps: int = 10
     guidance_scale: float = 1.0  # 1 = plain conditional model (no extra unconditional pass)
     condition_guidance: dict[str, float] = field(default_factory=dict)  # per condition, instead of guidance_scale
+    negative_condition: dict[str, str] = field(default_factory=dict)  # condition -> condition to guide away from
+    negative_scale: float = 0.0  # weight of the negative condition (0: none)
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
@@ -135,6 +137,11 @@ class TrainConfig:
             (set(self.sampler.condition_guidance) <= set(CONDITIONS) and all(
                 g >= 0 for g in self.sampler.condition_guidance.values()),
              f"sampler.condition_guidance takes {', '.join(CONDITIONS)} with scales >= 0"),
+            (set(self.sampler.negative_condition) <= set(CONDITIONS) and all(
+                v in NEGATIVE_CONDITIONS and v != k for k, v in self.sampler.negative_condition.items()),
+             f"sampler.negative_condition maps {', '.join(CONDITIONS)} to another condition of "
+             f"{', '.join(NEGATIVE_CONDITIONS)}"),
+            (self.sampler.negative_scale >= 0, "sampler.negative_scale must be >= 0"),
             (0 < self.sampler.sigma_min < self.sampler.sigma_max, "need 0 < sampler.sigma_min < sampler.sigma_max"),
             (0 <= self.denoiser.condition_dropout < 1, "denoiser.condition_dropout must be in [0, 1)"),
             (len(self.autoencoder.channels) >= 1 and len(self.denoiser.channels) >= 1, "channels must not be empty"),
@@ -187,10 +194,12 @@ def _coerce(value: Any, kind, where: str):
         value = float(value) if ok else value
     elif kind is str:
         ok = isinstance(value, str)
-    elif origin is dict:  # condition -> number
-        ok = isinstance(value, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                             for v in value.values())
-        value = {str(k): float(v) for k, v in value.items()} if ok else value
+    elif origin is dict:  # condition -> number or condition -> condition
+        numbers = kind.__args__[1] is float
+        ok = isinstance(value, dict) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) if numbers else isinstance(v, str)
+            for v in value.values())
+        value = {str(k): float(v) if numbers else v for k, v in value.items()} if ok else value
     elif origin is tuple:
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value

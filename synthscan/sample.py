@@ -34,7 +34,7 @@ import pandas as pd
 
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path
-from synthscan.model.conditions import check_condition, class_for, folder_name, labels_for
+from synthscan.model.conditions import check_condition, check_negative, class_for, folder_name, labels_for
 
 FORMATS = ("dicom", "png")
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
@@ -54,6 +54,8 @@ class SampleRequest:
     steps: int | None = None
     guidance_scale: float | None = None
     solver: str | None = None
+    negative_condition: str | None = None  # None: the model's default for the condition; "none": no negative
+    negative_scale: float | None = None  # None: the model's
     formats: tuple[str, ...] = ("dicom",)
     matrix: tuple[int, int] | None = None
     audit: Path | None = None  # an audit index (synthscan audit --save-index): near-copies are re-drawn
@@ -62,6 +64,8 @@ class SampleRequest:
 
     def __post_init__(self):
         check_condition(self.condition, self.grade)
+        if self.negative_condition != "none":
+            check_negative(self.condition, self.negative_condition)
         problems = [
             (self.n >= 1, f"n must be >= 1, got {self.n}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
@@ -69,6 +73,8 @@ class SampleRequest:
             (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (self.guidance_scale is None or (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0),
              f"guidance scale must be >= 0, got {self.guidance_scale}"),
+            (self.negative_scale is None or (math.isfinite(self.negative_scale) and self.negative_scale >= 0),
+             f"negative scale must be >= 0, got {self.negative_scale}"),
             (self.solver in (None, "dpmpp_2m", "heun"), f"unknown solver {self.solver!r} (dpmpp_2m, heun)"),
             (self.max_redraws >= 1, f"max redraws must be >= 1, got {self.max_redraws}"),
             (self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
@@ -122,7 +128,11 @@ def _check_out_folder(out: Path, model_hash: str) -> pd.DataFrame | None:
 
 def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> SampleResult:
     """Generate ``request.n`` scans into ``request.out`` with the model in ``model_dir`` (default: bundled)."""
+    from synthscan.model.folder import read_model_config
+
     folder = DEFAULT_MODEL if model_dir is None else Path(model_dir)
+    sampler = read_model_config(folder)["sampler"]  # refuses a folder that is no model, before any work
+    negative_guidance(sampler, request.condition, request.negative_condition, request.negative_scale)
     workers = 1 if _launched() else _local_workers(request)
     if workers > 1:
         return _sample_with_workers(request, folder, workers, progress)
@@ -178,10 +188,9 @@ def _sample_with_workers(request: SampleRequest, folder: Path, workers: int, pro
     folder, shows progress and merges the manifest: it never imports torch (about 0.5 GB less memory)."""
     import time
 
-    from synthscan.model.folder import WEIGHTS, file_hash, read_model_config
+    from synthscan.model.folder import WEIGHTS, file_hash
 
     began = time.time()
-    read_model_config(folder)  # a folder that is no model is refused before any process starts
     model_hash = file_hash(folder / WEIGHTS)
     existing = _check_out_folder(request.out, model_hash)
     with _progress_bar(request, request.n, progress) as bar:
@@ -303,8 +312,6 @@ def _threads(processes: int) -> tuple[int, int]:
 
 def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest, report,
               writer_threads: int = 1) -> list[dict]:
-    import torch
-
     from synthscan.model.pipeline import sample_rng
 
     rows, pending = [], deque()
@@ -317,9 +324,7 @@ def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest
             classes = [class_for(request.condition, g if request.condition == "amyloidosis" else None)
                        for g in grades]
             totals = [model.draw_total_counts(c, rng) for c, rng in zip(classes, rngs)]
-            with torch.inference_mode():
-                expected = model.expected_counts(batch, classes, totals, writer.matrix, writer.steps,
-                                                 writer.guidance_scale, writer.solver).numpy()
+            expected = writer.expected_counts(batch, classes, totals)
             while len(pending) > 1:  # keep at most two batches in flight: memory stays flat in n
                 done = pending.popleft()
                 rows += [future.result() for future in done]
@@ -343,10 +348,21 @@ class _Writer:
         self.guidance_scale = (model.guidance_scale(request.condition) if request.guidance_scale is None
                                else request.guidance_scale)
         self.solver = request.solver or sampler["solver"]
+        self.negative_condition, self.negative_scale = negative_guidance(
+            sampler, request.condition, request.negative_condition, request.negative_scale)
         self.spacing = model.output_spacing_mm(self.matrix)
         tracers = model.info.get("data", {}).get("tracers", [])
         self.tracer = tracers[0] if len(tracers) == 1 else None
         self.folder = request.out / folder_name(request.condition, request.grade)
+
+    def expected_counts(self, seeds, class_ids, totals) -> np.ndarray:
+        """Expected counts of one batch at the run's matrix and sampler settings."""
+        import torch
+
+        negative = None if self.negative_condition is None else class_for(self.negative_condition)
+        with torch.inference_mode():
+            return self.model.expected_counts(seeds, class_ids, totals, self.matrix, self.steps, self.guidance_scale,
+                                              self.solver, negative, self.negative_scale).numpy()
 
     def paths(self, seed: int) -> dict:
         suffix = {"dicom": ".dcm", "png": ".png"}
@@ -362,12 +378,10 @@ class _Writer:
         audit = {} if redraws is None else {"audit_redraws": redraws}
         return {"model": self.model.hash, "seed": seed, "condition": labels["condition"],
                 "amyloid_grade": labels["amyloid_grade"], "guidance_scale": self.guidance_scale,
-                "steps": self.steps, "solver": self.solver, **audit}
+                "steps": self.steps, "solver": self.solver, **self._negative(), **audit}
 
     def audited(self, scan, seed: int, class_id: int):
         """``scan``, or its re-draw with fresh noise while the audit flags it as a near-copy; (scan, redraws)."""
-        import torch
-
         from synthscan.model.counts import poisson_continuous
         from synthscan.model.pipeline import sample_rng
         from synthscan.scan import Scan
@@ -384,9 +398,7 @@ class _Writer:
             noise = redraw_seed(seed, redraws)
             rng = sample_rng(noise)
             total = self.model.draw_total_counts(class_id, rng)
-            with torch.inference_mode():
-                expected = self.model.expected_counts([noise], [class_id], [total], self.matrix, self.steps,
-                                                      self.guidance_scale, self.solver).numpy()[0]
+            expected = self.expected_counts([noise], [class_id], [total])[0]
             scan = Scan(poisson_continuous(expected, rng), self.spacing, self.model.views)
         return scan, redraws
 
@@ -429,8 +441,30 @@ class _Writer:
                 "pixel_spacing_mm": round(self.spacing[0], 4), "total_counts": total_counts,
                 "metastasis": labels["metastasis"], "amyloid_grade": labels["amyloid_grade"], "synthetic": 1,
                 "source": self.model.hash, "seed": seed, "condition": labels["condition"],
-                "guidance_scale": self.guidance_scale, "steps": self.steps, "solver": self.solver,
+                "guidance_scale": self.guidance_scale, "steps": self.steps, "solver": self.solver, **self._negative(),
                 **({} if redraws is None else {"audit_redraws": redraws})}
+
+
+    def _negative(self) -> dict:
+        return {"negative_condition": self.negative_condition or "none", "negative_scale": self.negative_scale}
+
+
+def negative_guidance(sampler: dict, condition: str, negative: str | None = None,
+                      scale: float | None = None) -> tuple[str | None, float]:
+    """(negative condition or None, its scale) for sampling ``condition``: ``negative`` ("none": off) and
+    ``scale`` (0: off) where given, else the model's ``sampler.negative_condition`` / ``sampler.negative_scale``."""
+    default_scale = float(sampler.get("negative_scale", 0.0))
+    if negative is None and default_scale > 0:
+        negative = sampler.get("negative_condition", {}).get(condition)
+    if negative in (None, "none") or scale == 0:
+        if scale:
+            raise BadInputError(f"--negative-scale needs a negative condition: the model has none for {condition} "
+                                "(give --negative-condition)")
+        return None, 0.0
+    scale = default_scale if scale is None else float(scale)
+    if scale <= 0:
+        raise BadInputError(f"negative condition {negative!r} needs --negative-scale > 0 (the model has no default)")
+    return negative, scale
 
 
 def _merge_manifest(out: Path, existing: pd.DataFrame | None, parts: int) -> None:

@@ -18,6 +18,9 @@ def register(subparsers):
     parser.add_argument("--guidance-scale", type=float,
                         help="classifier-free guidance (default: the model's, per condition)")
     parser.add_argument("--solver", choices=("dpmpp_2m", "heun"), help="default: the model's")
+    parser.add_argument("--negative-condition", choices=("normal", "metastasis", "none"),
+                        help="guide away from this condition (default: the model's per condition; none: off)")
+    parser.add_argument("--negative-scale", type=float, help="weight of the negative condition (default: the model's)")
     parser.add_argument("--format", default="dicom", help="dicom, png or dicom,png (default dicom)")
     parser.add_argument("--matrix", help="clinical matrix ROWSxCOLS, e.g. 1024x256 or 512x128 (default: the model's)")
     parser.add_argument("--audit", help="audit index (synthscan audit --save-index: OUT/index): a scan flagged as a "
@@ -39,7 +42,8 @@ def run(args) -> int:
         raise BadInputError("--format is empty")
     request = SampleRequest(condition=args.condition, n=args.n, out=args.out, seed=args.seed, grade=args.grade,
                             batch_size=args.batch_size, steps=args.steps, guidance_scale=args.guidance_scale,
-                            solver=args.solver, formats=formats,
+                            solver=args.solver, negative_condition=args.negative_condition,
+                            negative_scale=args.negative_scale, formats=formats,
                             matrix=parse_matrix(args.matrix) if args.matrix else None, audit=args.audit,
                             max_redraws=args.max_redraws, workers=args.workers)
     result = sample(request, args.model, progress=not args.quiet)

@@ -16,6 +16,7 @@ NULL_CLASS = 0
 CLASS_NAMES = ("null", "normal", "metastasis", "amyloidosis-g1", "amyloidosis-g2", "amyloidosis-g3")
 NUM_CLASSES = len(CLASS_NAMES)
 AMYLOID_GRADES = (1, 2, 3)
+NEGATIVE_CONDITIONS = ("normal", "metastasis")  # one class each (amyloidosis spans three grade classes)
 
 
 def _blank(value) -> bool:
@@ -53,6 +54,13 @@ def check_condition(condition: str, grade: int | None) -> None:
             raise BadInputError(f"--grade applies to amyloidosis only, not to {condition!r}")
         if grade not in AMYLOID_GRADES:
             raise BadInputError(f"amyloid grade must be one of {AMYLOID_GRADES} (Perugini), got {grade}")
+
+
+def check_negative(condition: str, negative: str | None) -> None:
+    """Raise :class:`BadInputError` unless ``negative`` (None: none) may steer samples of ``condition`` away."""
+    if negative is not None and (negative not in NEGATIVE_CONDITIONS or negative == condition):
+        raise BadInputError(f"negative condition must be one of {', '.join(NEGATIVE_CONDITIONS)} other than the "
+                            f"condition sampled ({condition!r}), got {negative!r}")
 
 
 def labels_for(class_id: int) -> dict:

@@ -95,13 +95,17 @@ class SynthscanModel(nn.Module):
     # ------------------------------------------------------------------------------------ sampling
 
     @torch.no_grad()
-    def generate_latents(self, seeds, class_ids, steps: int, guidance_scale: float, solver: str) -> torch.Tensor:
-        """Standardised latents of one batch by solving the probability-flow ODE from per-seed noise."""
+    def generate_latents(self, seeds, class_ids, steps: int, guidance_scale: float, solver: str,
+                         negative_class: int | None = None, negative_scale: float = 0.0) -> torch.Tensor:
+        """Standardised latents of one batch by solving the probability-flow ODE from per-seed noise, guided
+        away from ``negative_class`` by ``negative_scale`` when both are given (synthscan/model/sampler.py)."""
         sampler = self.info["sampler"]
         sigmas = karras_sigmas(steps, sampler["sigma_min"], sampler["sigma_max"], sampler["rho"])
         noise = sample_noise(seeds, self.latent_shape)
         labels = torch.as_tensor(list(class_ids), dtype=torch.long)
-        denoise = guided(self.denoiser, labels, guidance_scale)
+        negative = None if negative_class is None else torch.full_like(labels, negative_class)
+        denoise = guided(self.denoiser, labels, guidance_scale, negative_labels=negative,
+                         negative_scale=negative_scale)
         return SOLVERS[solver](denoise, noise * sigmas[0], sigmas)
 
     @torch.no_grad()
@@ -135,12 +139,13 @@ class SynthscanModel(nn.Module):
 
     @torch.no_grad()
     def expected_counts(self, seeds, class_ids, total_counts, matrix, steps: int | None = None,
-                        guidance_scale: float | None = None, solver: str | None = None) -> torch.Tensor:
+                        guidance_scale: float | None = None, solver: str | None = None,
+                        negative_class: int | None = None, negative_scale: float = 0.0) -> torch.Tensor:
         """Expected counts ``(B, V, *matrix)`` of one batch (float32), each summing to its total count."""
         sampler = self.info["sampler"]
         latents = self.generate_latents(seeds, class_ids, steps or sampler["steps"],
                                         sampler["guidance_scale"] if guidance_scale is None else guidance_scale,
-                                        solver or sampler["solver"])
+                                        solver or sampler["solver"], negative_class, negative_scale)
         return expected_counts(self.decode(latents), total_counts, matrix)
 
     def output_spacing_mm(self, matrix) -> tuple[float, float]:

@@ -23,16 +23,29 @@ import torch
 Denoise = Callable[[torch.Tensor, float], torch.Tensor]
 
 
-def guided(denoiser, class_labels: torch.Tensor, guidance_scale: float, null_class: int = 0) -> Denoise:
-    """Classifier-free guidance (Ho & Salimans 2022): D = D_null + w (D_cond - D_null).
+def guided(denoiser, class_labels: torch.Tensor, guidance_scale: float, null_class: int = 0,
+           negative_labels: torch.Tensor | None = None, negative_scale: float = 0.0) -> Denoise:
+    """Classifier-free guidance (Ho & Salimans 2022), optionally away from a negative condition:
+
+        D = D_null + w (D_cond - D_null) - v (D_neg - D_null)
 
     ``guidance_scale`` w = 1 is the plain conditional model (one network pass); w = 0 the unconditional one.
-    The conditional and null passes run as one batch.
+    ``negative_labels`` with ``negative_scale`` v > 0 add the third term, the class-conditional form of the
+    negative prompts of text-to-image models: it pushes samples away from what the model knows of another class
+    (e.g. normal scans away from metastasis, whose benign-looking foci the plain guided model over-produces).
+    The passes of one step run as one batch.
     """
     null = torch.full_like(class_labels, null_class)
+    negative = negative_labels is not None and negative_scale != 0.0
 
     def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
         sigmas = torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
+        if negative:
+            both = denoiser(torch.cat([x, x, x]), torch.cat([sigmas, sigmas, sigmas]),
+                            torch.cat([class_labels, null, negative_labels]))
+            conditional, unconditional, away = both.chunk(3)
+            return (unconditional + guidance_scale * (conditional - unconditional)
+                    - negative_scale * (away - unconditional))
         if guidance_scale == 1.0:
             return denoiser(x, sigmas, class_labels)
         if guidance_scale == 0.0:
@@ -82,8 +95,3 @@ def sample_heun(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor) -> torc
 
 SOLVERS = {"dpmpp_2m": sample_dpmpp_2m, "heun": sample_heun}
 
-
-def network_evaluations(solver: str, steps: int, guidance_scale: float) -> int:
-    """Denoiser passes per sample (a guided pass counts twice)."""
-    passes = steps if solver == "dpmpp_2m" else 2 * steps - 1
-    return passes * (1 if guidance_scale in (0.0, 1.0) else 2)

@@ -40,6 +40,10 @@ def test_every_stage_leaves_its_outputs(smoke_run):
         assert (smoke_run / name).exists(), name
     for condition in ("normal", "metastasis", "amyloidosis"):
         assert (smoke_run / "synthetic" / condition / "contact_sheet.png").is_file()
+    synthetic = pd.read_csv(smoke_run / "synthetic" / "manifest.csv", dtype=str)
+    assert set(zip(synthetic["condition"], synthetic["negative_condition"])) == {
+        ("normal", "metastasis"), ("metastasis", "none"), ("amyloidosis", "none")}  # the smoke recipe's sampler
+    assert "normal guided away from metastasis at 1," in (smoke_run / "report.md").read_text()
     assert (smoke_run / "survival" / "survival.json").is_file() or (
         smoke_run / "survival" / "not_estimable.json").is_file()
 

@@ -28,10 +28,12 @@ def test_config_precedence_and_roundtrip(tmp_path):
     extra = tmp_path / "extra.toml"
     extra.write_text("[train_denoiser]\nsteps = 12\n")
     config = load_config(recipe, extra, parse_set(["train_denoiser.lr=0.25", "sampler.solver=heun",
-                                                   "sampler.condition_guidance.metastasis=8"]))
+                                                   "sampler.condition_guidance.metastasis=8",
+                                                   "sampler.negative_condition.normal=metastasis"]))
     assert (config.seed, config.train_denoiser.steps, config.train_denoiser.lr) == (3, 12, 0.25)
     assert config.sampler.solver == "heun" and config.train_autoencoder == TrainConfig().train_autoencoder
     assert config.sampler.condition_guidance == {"metastasis": 8.0}
+    assert config.sampler.negative_condition == {"normal": "metastasis"}
     again = tmp_path / "again.toml"
     again.write_text(to_toml(config))
     assert load_config(again) == config
@@ -45,6 +47,10 @@ def test_config_precedence_and_roundtrip(tmp_path):
     ("[data]\nrows = 250\n", "divisible"),
     ("[sampler]\ncondition_guidance = {tumour = 3}\n", "condition_guidance takes normal, metastasis, amyloidosis"),
     ("[sampler]\ncondition_guidance = {metastasis = 'high'}\n", "condition_guidance: expected dict"),
+    ("[sampler]\nnegative_condition = {normal = 'normal'}\n", "negative_condition maps .* to another condition"),
+    ("[sampler]\nnegative_condition = {normal = 'amyloidosis'}\n", "of normal, metastasis"),
+    ("[sampler]\nnegative_condition = {normal = 2}\n", "negative_condition: expected dict"),
+    ("[sampler]\nnegative_scale = -1\n", "negative_scale must be >= 0"),
 ])
 def test_config_errors_name_the_file_and_key(tmp_path, text, message):
     recipe = tmp_path / "recipe.toml"
@@ -182,6 +188,21 @@ def test_guidance_mixes_conditional_and_null():
     assert calls[-1] == [2, 2]  # w = 1: no null pass
 
 
+def test_negative_guidance_pushes_away_from_the_negative_class():
+    calls = []
+
+    def denoiser(x, sigma, labels):  # D_null = 0, D_2 = 2, D_1 = 1 (per class id)
+        calls.append(labels.tolist())
+        return labels.to(torch.float32).reshape(-1, 1).expand(x.shape[0], x.shape[1])
+
+    x = torch.zeros(2, 3)
+    away = guided(denoiser, torch.tensor([2, 2]), 3.0, negative_labels=torch.tensor([1, 1]), negative_scale=0.5)
+    assert torch.allclose(away(x, 1.0), torch.full((2, 3), 3.0 * 2 - 0.5 * 1))  # D_0 + w (D_2 - D_0) - v (D_1 - D_0)
+    assert calls[-1] == [2, 2, 0, 0, 1, 1]  # one batched pass of three
+    plain = guided(denoiser, torch.tensor([2, 2]), 3.0, negative_labels=torch.tensor([1, 1]), negative_scale=0.0)
+    assert torch.allclose(plain(x, 1.0), torch.full((2, 3), 6.0)) and calls[-1] == [2, 2, 0, 0]
+
+
 def test_noise_depends_on_the_seed_only():
     a = sample_noise([5, 6, 7], (2, 4, 2))
     b = sample_noise([7], (2, 4, 2))
@@ -234,3 +255,7 @@ def test_the_bundled_model_was_trained_by_the_default_cpu_recipe():
     model = SynthscanModel.from_pretrained(DEFAULT_MODEL)  # the recipe's sampler defaults are the model's
     assert model.info["sampler"] == sampler
     assert [model.guidance_scale(c) for c in ("normal", "metastasis", "amyloidosis")] == [5.0, 8.0, 4.0]
+    from synthscan.sample import negative_guidance
+
+    assert [negative_guidance(model.info["sampler"], c) for c in ("normal", "metastasis", "amyloidosis")] == [
+        ("metastasis", 2.0), (None, 0.0), (None, 0.0)]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 
 from synthscan.errors import BadInputError
@@ -130,6 +131,9 @@ def test_rerun_appends_unique_rows_and_resumes(model_dir, tmp_path):
     (dict(n=0), "n must be >= 1"),
     (dict(formats=("jpeg",)), "format"),
     (dict(steps=0), "steps"),
+    (dict(negative_condition="normal"), "other than the condition sampled"),
+    (dict(negative_condition="amyloidosis"), "negative condition must be one of normal, metastasis"),
+    (dict(negative_scale=-1.0), "negative scale must be >= 0"),
 ])
 def test_bad_requests_are_refused(kwargs, message, tmp_path):
     arguments = dict(condition="normal", n=2, out=tmp_path / "out") | kwargs
@@ -196,3 +200,28 @@ def test_per_condition_guidance_is_the_default_and_an_explicit_scale_wins(tmp_pa
         default = _counts(tmp_path / "default", "metastasis", seed)
         assert np.abs(default - _counts(tmp_path / "explicit-3", "metastasis", seed)).max() <= 1
         assert np.abs(default - _counts(tmp_path / "explicit-1", "metastasis", seed)).max() > 1
+
+
+def test_the_models_negative_condition_is_the_default_and_can_be_turned_off(tmp_path):
+    model = tiny_model(seed=1)
+    model.info["sampler"] = {**model.info["sampler"], "guidance_scale": 2.0,
+                             "negative_condition": {"normal": "metastasis"}, "negative_scale": 1.5}
+    folder = model.save_pretrained(tmp_path / "model")
+    runs = {"default": {}, "explicit": dict(negative_condition="metastasis", negative_scale=1.5),
+            "off": dict(negative_condition="none"), "zero": dict(negative_scale=0.0)}
+    for name, options in runs.items():
+        sample(SampleRequest("normal", 2, tmp_path / name, seed=4, workers=1, **options), folder, progress=False)
+    recorded = {name: read_manifest(tmp_path / name / "manifest.csv")[["negative_condition", "negative_scale"]]
+                .astype(str).drop_duplicates().values.tolist() for name in runs}
+    assert recorded == {"default": [["metastasis", "1.5"]], "explicit": [["metastasis", "1.5"]],
+                        "off": [["none", "0.0"]], "zero": [["none", "0.0"]]}
+    assert "negative_condition=metastasis" in str(pydicom.dcmread(tmp_path / "default" / "normal" / "000004.dcm",
+                                                                  stop_before_pixels=True).ImageComments)
+    for seed in (4, 5):
+        default = _counts(tmp_path / "default", "normal", seed)
+        assert np.abs(default - _counts(tmp_path / "explicit", "normal", seed)).max() <= 1
+        assert np.abs(_counts(tmp_path / "off", "normal", seed) - _counts(tmp_path / "zero", "normal", seed)).max() <= 1
+        assert np.abs(default - _counts(tmp_path / "off", "normal", seed)).max() > 1
+    with pytest.raises(BadInputError, match="needs a negative condition"):  # the model has none for metastasis
+        sample(SampleRequest("metastasis", 1, tmp_path / "bad", negative_scale=2.0, workers=1), folder, progress=False)
+    assert not (tmp_path / "bad").exists()
