@@ -49,6 +49,16 @@ def _guidance(value) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in value.items()) if isinstance(value, dict) else str(value)
 
 
+def _sampling(generator: dict) -> str:
+    """How the generator sampled: guidance, negative conditions, guidance interval, steps."""
+    parts = [f"guidance {_guidance(generator.get('guidance_scale', 'n/a'))}"]
+    parts += [f"{c} guided away from {negative} at {scale:g}"
+              for c, (negative, scale) in generator.get("negative_guidance", {}).items()]
+    if generator.get("guidance_interval"):
+        parts.append("guidance at noise levels ({:g}, {:g}]".format(*generator["guidance_interval"]))
+    return ", ".join(parts + [f"{generator.get('steps', 'n/a')} steps"])
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
@@ -317,10 +327,7 @@ def _header(info: dict, run_dir: Path) -> list[str]:
              f"- phantom simulator version **{info['phantom_version']}**; the recipe and the simulator version were "
              "fixed before any result was looked at, and the simulator was not tuned towards the paper's numbers",
              f"- generator: {generator.get('source', 'n/a')} (model hash `{str(generator.get('model_hash', ''))[:16]}`"
-             f", guidance {_guidance(generator.get('guidance_scale', 'n/a'))}"
-             + "".join(f", {c} guided away from {negative} at {scale:g}"
-                       for c, (negative, scale) in generator.get("negative_guidance", {}).items())
-             + f", {generator.get('steps', 'n/a')} steps)",
+             f", {_sampling(generator)})",
              f"- seeds {info['seeds']}; tasks {', '.join(info['tasks'])}; primary (pre-specified) arm "
              f"`{info['primary_arm']}` vs reference `{info['reference_arm']}`",
              f"- synthscan {info['synthscan_version']}; started {info['started']}; machine {info['machine']}; "

@@ -279,6 +279,7 @@ def stage_sample(run: Run) -> dict:
     negative = {c: negative_guidance(config, c) for c in synthetic_plan(run)}
     run.update_info(generator={"source": generator["model"], "model_hash": model.hash, "guidance_scale": guidance,
                                "negative_guidance": {c: list(pair) for c, pair in negative.items() if pair[0]},
+                               "guidance_interval": list(config.get("guidance_interval", [])),
                                "steps": generator["steps"] or config.get("steps")})
     return {"scans": int(sum(len(f) for f in frames)), "model_hash": model.hash}
 

@@ -100,6 +100,7 @@ class SamplerConfig:
     condition_guidance: dict[str, float] = field(default_factory=dict)  # per condition, instead of guidance_scale
     negative_condition: dict[str, str] = field(default_factory=dict)  # condition -> condition to guide away from
     negative_scale: float = 0.0  # weight of the negative condition (0: none)
+    guidance_interval: tuple[float, ...] = ()  # noise levels (lo, hi] where guidance applies; (): all
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
@@ -127,6 +128,7 @@ class TrainConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self):
+        interval = self.sampler.guidance_interval
         checks = [
             (self.mixed_precision in ("auto", "no", "bf16", "fp16"), "mixed_precision must be auto, no, bf16 or fp16"),
             (self.save_dtype in ("float32", "float16"), "save_dtype must be float32 or float16"),
@@ -142,6 +144,8 @@ class TrainConfig:
              f"sampler.negative_condition maps {', '.join(CONDITIONS)} to another condition of "
              f"{', '.join(NEGATIVE_CONDITIONS)}"),
             (self.sampler.negative_scale >= 0, "sampler.negative_scale must be >= 0"),
+            (interval == () or (len(interval) == 2 and 0 <= interval[0] < interval[1]),
+             "sampler.guidance_interval must be [] or [lo, hi] with 0 <= lo < hi"),
             (0 < self.sampler.sigma_min < self.sampler.sigma_max, "need 0 < sampler.sigma_min < sampler.sigma_max"),
             (0 <= self.denoiser.condition_dropout < 1, "denoiser.condition_dropout must be in [0, 1)"),
             (len(self.autoencoder.channels) >= 1 and len(self.denoiser.channels) >= 1, "channels must not be empty"),
@@ -201,8 +205,9 @@ def _coerce(value: Any, kind, where: str):
             for v in value.values())
         value = {str(k): float(v) if numbers else v for k, v in value.items()} if ok else value
     elif origin is tuple:
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        value = tuple(value) if ok else value
+        numbers = (int, float) if kind.__args__[0] is float else int
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, numbers) and not isinstance(v, bool) for v in value)
+        value = tuple(kind.__args__[0](v) for v in value) if ok else value
     else:  # pragma: no cover - every field type is listed above
         raise TypeError(f"unsupported config field type {kind}")
     if not ok:

@@ -56,6 +56,7 @@ class SampleRequest:
     solver: str | None = None
     negative_condition: str | None = None  # None: the model's default for the condition; "none": no negative
     negative_scale: float | None = None  # None: the model's
+    guidance_interval: tuple[float, float] | None = None  # None: the model's; (0, inf): guidance at every step
     formats: tuple[str, ...] = ("dicom",)
     matrix: tuple[int, int] | None = None
     audit: Path | None = None  # an audit index (synthscan audit --save-index): near-copies are re-drawn
@@ -75,6 +76,9 @@ class SampleRequest:
              f"guidance scale must be >= 0, got {self.guidance_scale}"),
             (self.negative_scale is None or (math.isfinite(self.negative_scale) and self.negative_scale >= 0),
              f"negative scale must be >= 0, got {self.negative_scale}"),
+            (self.guidance_interval is None or (len(self.guidance_interval) == 2
+                                                and 0 <= self.guidance_interval[0] < self.guidance_interval[1]),
+             f"guidance interval must be LO,HI with 0 <= LO < HI, got {self.guidance_interval}"),
             (self.solver in (None, "dpmpp_2m", "heun"), f"unknown solver {self.solver!r} (dpmpp_2m, heun)"),
             (self.max_redraws >= 1, f"max redraws must be >= 1, got {self.max_redraws}"),
             (self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
@@ -342,14 +346,19 @@ class _Writer:
     """Files and manifest row of one sample."""
 
     def __init__(self, model, request: SampleRequest, matrix, auditor=None):
+        from synthscan.model.sampler import Guidance
+
         self.model, self.request, self.matrix, self.auditor = model, request, tuple(matrix), auditor
         sampler = model.info["sampler"]
         self.steps = request.steps or sampler["steps"]
-        self.guidance_scale = (model.guidance_scale(request.condition) if request.guidance_scale is None
-                               else request.guidance_scale)
-        self.solver = request.solver or sampler["solver"]
-        self.negative_condition, self.negative_scale = negative_guidance(
+        scale = model.guidance_scale(request.condition) if request.guidance_scale is None else request.guidance_scale
+        interval = request.guidance_interval or tuple(sampler.get("guidance_interval", ())) or None
+        self.negative_condition, negative_scale = negative_guidance(
             sampler, request.condition, request.negative_condition, request.negative_scale)
+        negative_class = None if self.negative_condition is None else class_for(self.negative_condition)
+        self.guidance = Guidance(float(scale), negative_class, negative_scale,
+                                 None if interval is None or interval[1] == math.inf else tuple(interval))
+        self.solver = request.solver or sampler["solver"]
         self.spacing = model.output_spacing_mm(self.matrix)
         tracers = model.info.get("data", {}).get("tracers", [])
         self.tracer = tracers[0] if len(tracers) == 1 else None
@@ -359,10 +368,9 @@ class _Writer:
         """Expected counts of one batch at the run's matrix and sampler settings."""
         import torch
 
-        negative = None if self.negative_condition is None else class_for(self.negative_condition)
         with torch.inference_mode():
-            return self.model.expected_counts(seeds, class_ids, totals, self.matrix, self.steps, self.guidance_scale,
-                                              self.solver, negative, self.negative_scale).numpy()
+            return self.model.expected_counts(seeds, class_ids, totals, self.matrix, self.steps, self.guidance,
+                                              self.solver).numpy()
 
     def paths(self, seed: int) -> dict:
         suffix = {"dicom": ".dcm", "png": ".png"}
@@ -377,8 +385,7 @@ class _Writer:
         labels = labels_for(class_id)
         audit = {} if redraws is None else {"audit_redraws": redraws}
         return {"model": self.model.hash, "seed": seed, "condition": labels["condition"],
-                "amyloid_grade": labels["amyloid_grade"], "guidance_scale": self.guidance_scale,
-                "steps": self.steps, "solver": self.solver, **self._negative(), **audit}
+                "amyloid_grade": labels["amyloid_grade"], **self._settings(), **audit}
 
     def audited(self, scan, seed: int, class_id: int):
         """``scan``, or its re-draw with fresh noise while the audit flags it as a near-copy; (scan, redraws)."""
@@ -441,12 +448,15 @@ class _Writer:
                 "pixel_spacing_mm": round(self.spacing[0], 4), "total_counts": total_counts,
                 "metastasis": labels["metastasis"], "amyloid_grade": labels["amyloid_grade"], "synthetic": 1,
                 "source": self.model.hash, "seed": seed, "condition": labels["condition"],
-                "guidance_scale": self.guidance_scale, "steps": self.steps, "solver": self.solver, **self._negative(),
+                **self._settings(),
                 **({} if redraws is None else {"audit_redraws": redraws})}
 
-
-    def _negative(self) -> dict:
-        return {"negative_condition": self.negative_condition or "none", "negative_scale": self.negative_scale}
+    def _settings(self) -> dict:
+        """Sampler settings of the run, for the provenance of every scan."""
+        interval = self.guidance.interval
+        return {"guidance_scale": self.guidance.scale, "steps": self.steps, "solver": self.solver,
+                "negative_condition": self.negative_condition or "none", "negative_scale": self.guidance.negative_scale,
+                "guidance_interval": "all" if interval is None else f"{interval[0]:g}-{interval[1]:g}"}
 
 
 def negative_guidance(sampler: dict, condition: str, negative: str | None = None,

@@ -21,6 +21,8 @@ def register(subparsers):
     parser.add_argument("--negative-condition", choices=("normal", "metastasis", "none"),
                         help="guide away from this condition (default: the model's per condition; none: off)")
     parser.add_argument("--negative-scale", type=float, help="weight of the negative condition (default: the model's)")
+    parser.add_argument("--guidance-interval", help="noise levels LO,HI where guidance applies, e.g. 0.1,10; all: "
+                        "every step (default: the model's)")
     parser.add_argument("--format", default="dicom", help="dicom, png or dicom,png (default dicom)")
     parser.add_argument("--matrix", help="clinical matrix ROWSxCOLS, e.g. 1024x256 or 512x128 (default: the model's)")
     parser.add_argument("--audit", help="audit index (synthscan audit --save-index: OUT/index): a scan flagged as a "
@@ -43,10 +45,24 @@ def run(args) -> int:
     request = SampleRequest(condition=args.condition, n=args.n, out=args.out, seed=args.seed, grade=args.grade,
                             batch_size=args.batch_size, steps=args.steps, guidance_scale=args.guidance_scale,
                             solver=args.solver, negative_condition=args.negative_condition,
-                            negative_scale=args.negative_scale, formats=formats,
+                            negative_scale=args.negative_scale,
+                            guidance_interval=_interval(args.guidance_interval), formats=formats,
                             matrix=parse_matrix(args.matrix) if args.matrix else None, audit=args.audit,
                             max_redraws=args.max_redraws, workers=args.workers)
     result = sample(request, args.model, progress=not args.quiet)
     if result.is_main_process:
         print(result.summary())
     return 0
+
+
+def _interval(text: str | None) -> tuple[float, float] | None:
+    """``--guidance-interval``: "LO,HI" -> (LO, HI); "all" -> (0, inf); None -> None (the model's)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "all":
+        return 0.0, float("inf")
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise BadInputError(f"--guidance-interval expects LO,HI (e.g. 0.1,10) or all, got {text!r}") from None
+    return low, high

@@ -29,7 +29,7 @@ from synthscan.model.autoencoder import Autoencoder
 from synthscan.model.conditions import CLASS_NAMES, NUM_CLASSES
 from synthscan.model.folder import CONFIG, FORMAT, WEIGHTS, file_hash, read_model_config
 from synthscan.model.precond import EDMDenoiser, build_unet, karras_sigmas
-from synthscan.model.sampler import SOLVERS, guided
+from synthscan.model.sampler import SOLVERS, Guidance, guided
 from synthscan.preprocess import expected_counts
 
 NUMPY_STREAM = 1  # spawn key of the numpy stream of a sample (the torch stream is the plain seed)
@@ -95,18 +95,13 @@ class SynthscanModel(nn.Module):
     # ------------------------------------------------------------------------------------ sampling
 
     @torch.no_grad()
-    def generate_latents(self, seeds, class_ids, steps: int, guidance_scale: float, solver: str,
-                         negative_class: int | None = None, negative_scale: float = 0.0) -> torch.Tensor:
-        """Standardised latents of one batch by solving the probability-flow ODE from per-seed noise, guided
-        away from ``negative_class`` by ``negative_scale`` when both are given (synthscan/model/sampler.py)."""
+    def generate_latents(self, seeds, class_ids, steps: int, guidance: Guidance, solver: str) -> torch.Tensor:
+        """Standardised latents of one batch by solving the probability-flow ODE from per-seed noise."""
         sampler = self.info["sampler"]
         sigmas = karras_sigmas(steps, sampler["sigma_min"], sampler["sigma_max"], sampler["rho"])
         noise = sample_noise(seeds, self.latent_shape)
         labels = torch.as_tensor(list(class_ids), dtype=torch.long)
-        negative = None if negative_class is None else torch.full_like(labels, negative_class)
-        denoise = guided(self.denoiser, labels, guidance_scale, negative_labels=negative,
-                         negative_scale=negative_scale)
-        return SOLVERS[solver](denoise, noise * sigmas[0], sigmas)
+        return SOLVERS[solver](guided(self.denoiser, labels, guidance), noise * sigmas[0], sigmas)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -139,13 +134,11 @@ class SynthscanModel(nn.Module):
 
     @torch.no_grad()
     def expected_counts(self, seeds, class_ids, total_counts, matrix, steps: int | None = None,
-                        guidance_scale: float | None = None, solver: str | None = None,
-                        negative_class: int | None = None, negative_scale: float = 0.0) -> torch.Tensor:
+                        guidance: Guidance | None = None, solver: str | None = None) -> torch.Tensor:
         """Expected counts ``(B, V, *matrix)`` of one batch (float32), each summing to its total count."""
         sampler = self.info["sampler"]
         latents = self.generate_latents(seeds, class_ids, steps or sampler["steps"],
-                                        sampler["guidance_scale"] if guidance_scale is None else guidance_scale,
-                                        solver or sampler["solver"], negative_class, negative_scale)
+                                        guidance or Guidance(sampler["guidance_scale"]), solver or sampler["solver"])
         return expected_counts(self.decode(latents), total_counts, matrix)
 
     def output_spacing_mm(self, matrix) -> tuple[float, float]:

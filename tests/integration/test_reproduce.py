@@ -43,7 +43,8 @@ def test_every_stage_leaves_its_outputs(smoke_run):
     synthetic = pd.read_csv(smoke_run / "synthetic" / "manifest.csv", dtype=str)
     assert set(zip(synthetic["condition"], synthetic["negative_condition"])) == {
         ("normal", "metastasis"), ("metastasis", "none"), ("amyloidosis", "none")}  # the smoke recipe's sampler
-    assert "normal guided away from metastasis at 1," in (smoke_run / "report.md").read_text()
+    assert "normal guided away from metastasis at 1, guidance at noise levels (0.1, 5], 4 steps)" in (
+        smoke_run / "report.md").read_text()
     assert (smoke_run / "survival" / "survival.json").is_file() or (
         smoke_run / "survival" / "not_estimable.json").is_file()
 

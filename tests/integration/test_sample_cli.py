@@ -45,6 +45,8 @@ def test_cli_writes_valid_dicom_png_manifest_and_sheet(model_dir, tmp_path, dcio
     ["--condition", "normal", "-n", "2", "--format", "gif"],
     ["--condition", "normal", "-n", "2", "--negative-condition", "normal"],
     ["--condition", "metastasis", "-n", "2", "--negative-scale", "2"],  # the model has no negative for it
+    ["--condition", "normal", "-n", "2", "--guidance-interval", "5"],
+    ["--condition", "normal", "-n", "2", "--guidance-interval", "5,0.1"],
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(model_dir, tmp_path, arguments, capsys):
     out = tmp_path / "synth"

@@ -14,7 +14,7 @@ from synthscan.errors import BadInputError
 from synthscan.model.conditions import class_for, class_from_labels, labels_for
 from synthscan.model.pipeline import SynthscanModel, sample_noise
 from synthscan.model.precond import EDMDenoiser, karras_sigmas
-from synthscan.model.sampler import guided, sample_dpmpp_2m, sample_heun
+from synthscan.model.sampler import Guidance, guided, sample_dpmpp_2m, sample_heun
 from synthscan.model.tiny import tiny_model
 from synthscan.preprocess import canonical_counts, expected_counts, from_network, parse_matrix, to_network
 from synthscan.scan import Scan
@@ -51,6 +51,8 @@ def test_config_precedence_and_roundtrip(tmp_path):
     ("[sampler]\nnegative_condition = {normal = 'amyloidosis'}\n", "of normal, metastasis"),
     ("[sampler]\nnegative_condition = {normal = 2}\n", "negative_condition: expected dict"),
     ("[sampler]\nnegative_scale = -1\n", "negative_scale must be >= 0"),
+    ("[sampler]\nguidance_interval = [5, 0.1]\n", "guidance_interval must be"),
+    ("[sampler]\nguidance_interval = ['low', 1]\n", "guidance_interval: expected tuple"),
 ])
 def test_config_errors_name_the_file_and_key(tmp_path, text, message):
     recipe = tmp_path / "recipe.toml"
@@ -174,33 +176,43 @@ def test_samplers_solve_the_gaussian_probability_flow_ode_at_second_order(solver
     assert 3.0 < coarse / fine < 5.5  # halving the step divides the error by ~4
 
 
-def test_guidance_mixes_conditional_and_null():
-    calls = []
+def _class_denoiser(calls):
+    """A denoiser whose prediction is the class id: D_null = 0, D_1 = 1, D_2 = 2."""
 
     def denoiser(x, sigma, labels):
         calls.append(labels.tolist())
-        return torch.where(labels.reshape(-1, 1) > 0, 1.0, 0.0).expand(x.shape[0], x.shape[1])
+        return labels.to(torch.float32).reshape(-1, 1).expand(x.shape[0], x.shape[1])
 
-    x = torch.zeros(2, 3)
-    assert torch.allclose(guided(denoiser, torch.tensor([2, 2]), 3.0)(x, 1.0), torch.full((2, 3), 3.0))
+    return denoiser
+
+
+def test_guidance_mixes_conditional_and_null():
+    calls = []
+    denoiser, x, labels = _class_denoiser(calls), torch.zeros(2, 3), torch.tensor([2, 2])
+    assert torch.allclose(guided(denoiser, labels, Guidance(3.0))(x, 1.0), torch.full((2, 3), 6.0))
     assert calls[-1] == [2, 2, 0, 0]  # one batched pass
-    assert torch.allclose(guided(denoiser, torch.tensor([2, 2]), 1.0)(x, 1.0), torch.ones(2, 3))
+    assert torch.allclose(guided(denoiser, labels, Guidance(1.0))(x, 1.0), torch.full((2, 3), 2.0))
     assert calls[-1] == [2, 2]  # w = 1: no null pass
 
 
 def test_negative_guidance_pushes_away_from_the_negative_class():
     calls = []
-
-    def denoiser(x, sigma, labels):  # D_null = 0, D_2 = 2, D_1 = 1 (per class id)
-        calls.append(labels.tolist())
-        return labels.to(torch.float32).reshape(-1, 1).expand(x.shape[0], x.shape[1])
-
-    x = torch.zeros(2, 3)
-    away = guided(denoiser, torch.tensor([2, 2]), 3.0, negative_labels=torch.tensor([1, 1]), negative_scale=0.5)
+    denoiser, x, labels = _class_denoiser(calls), torch.zeros(2, 3), torch.tensor([2, 2])
+    away = guided(denoiser, labels, Guidance(3.0, negative_class=1, negative_scale=0.5))
     assert torch.allclose(away(x, 1.0), torch.full((2, 3), 3.0 * 2 - 0.5 * 1))  # D_0 + w (D_2 - D_0) - v (D_1 - D_0)
     assert calls[-1] == [2, 2, 0, 0, 1, 1]  # one batched pass of three
-    plain = guided(denoiser, torch.tensor([2, 2]), 3.0, negative_labels=torch.tensor([1, 1]), negative_scale=0.0)
-    assert torch.allclose(plain(x, 1.0), torch.full((2, 3), 6.0)) and calls[-1] == [2, 2, 0, 0]
+    assert torch.allclose(guided(denoiser, labels, Guidance(1.0, 1, 0.5))(x, 1.0), torch.full((2, 3), 1.5))
+    assert torch.allclose(guided(denoiser, labels, Guidance(3.0, 1, 0.0))(x, 1.0), torch.full((2, 3), 6.0))
+    assert calls[-1] == [2, 2, 0, 0]
+
+
+def test_guidance_applies_only_inside_its_noise_interval():
+    calls = []
+    denoise = guided(_class_denoiser(calls), torch.tensor([2]), Guidance(3.0, 1, 0.5, interval=(0.1, 5.0)))
+    x = torch.zeros(1, 3)
+    outputs = {sigma: float(denoise(x, sigma)[0, 0]) for sigma in (80.0, 5.0, 0.5, 0.1, 0.01)}
+    assert outputs == {80.0: 2.0, 5.0: 5.5, 0.5: 5.5, 0.1: 2.0, 0.01: 2.0}  # (lo, hi]: plain conditional outside
+    assert [len(c) for c in calls] == [1, 3, 3, 1, 1]
 
 
 def test_noise_depends_on_the_seed_only():

@@ -134,6 +134,7 @@ def test_rerun_appends_unique_rows_and_resumes(model_dir, tmp_path):
     (dict(negative_condition="normal"), "other than the condition sampled"),
     (dict(negative_condition="amyloidosis"), "negative condition must be one of normal, metastasis"),
     (dict(negative_scale=-1.0), "negative scale must be >= 0"),
+    (dict(guidance_interval=(5.0, 0.1)), "guidance interval must be LO,HI"),
 ])
 def test_bad_requests_are_refused(kwargs, message, tmp_path):
     arguments = dict(condition="normal", n=2, out=tmp_path / "out") | kwargs
@@ -225,3 +226,19 @@ def test_the_models_negative_condition_is_the_default_and_can_be_turned_off(tmp_
     with pytest.raises(BadInputError, match="needs a negative condition"):  # the model has none for metastasis
         sample(SampleRequest("metastasis", 1, tmp_path / "bad", negative_scale=2.0, workers=1), folder, progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_guidance_interval_is_the_models_default_and_recorded(tmp_path):
+    model = tiny_model(seed=1)
+    model.info["sampler"] = {**model.info["sampler"], "guidance_scale": 3.0, "guidance_interval": [0.0, 1.0]}
+    folder = model.save_pretrained(tmp_path / "model")
+    runs = {"default": None, "all": (0.0, float("inf")), "wide": (0.0, 1e3)}  # sigma_max 80: wide = all
+    for name, interval in runs.items():
+        sample(SampleRequest("metastasis", 2, tmp_path / name, seed=4, workers=1, guidance_interval=interval), folder,
+               progress=False)
+    recorded = {name: set(read_manifest(tmp_path / name / "manifest.csv")["guidance_interval"]) for name in runs}
+    assert recorded == {"default": {"0-1"}, "all": {"all"}, "wide": {"0-1000"}}
+    for seed in (4, 5):
+        everywhere = _counts(tmp_path / "all", "metastasis", seed)
+        assert np.abs(everywhere - _counts(tmp_path / "wide", "metastasis", seed)).max() <= 1
+        assert np.abs(everywhere - _counts(tmp_path / "default", "metastasis", seed)).max() > 1
