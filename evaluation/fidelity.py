@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from synthscan.errors import BadInputError
+from synthscan.model.conditions import class_from_labels, judge_class_of
 from synthscan.model.critic import ScanClassifier, fit_classifier
 
 JUDGE_CLASSES = ("normal", "metastasis", "amyloidosis")
@@ -40,16 +41,7 @@ JUDGE_FORMAT = "synthscan-judge/2"
 
 def judge_class(metastasis, amyloid_grade) -> int:
     """0 normal, 1 metastasis, 2 amyloidosis (grade >= 2); -1 for scans outside the three classes."""
-    if pd.isna(metastasis) or pd.isna(amyloid_grade):
-        return -1
-    metastasis, grade = int(metastasis), int(amyloid_grade)
-    if metastasis == 0 and grade == 0:
-        return 0
-    if metastasis == 1 and grade == 0:
-        return 1
-    if metastasis == 0 and grade >= 2:
-        return 2
-    return -1
+    return judge_class_of(class_from_labels(metastasis, amyloid_grade))
 
 
 def load_canonical(frame: pd.DataFrame, rows: int = 256, cols: int = 64, progress: bool = True):

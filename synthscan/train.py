@@ -47,7 +47,7 @@ import torch
 from synthscan.config import TrainConfig, to_dict, to_toml
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path, save_weights, write_text
-from synthscan.model.conditions import CLASS_NAMES, NULL_CLASS, class_from_labels
+from synthscan.model.conditions import CLASS_NAMES, NULL_CLASS, class_from_labels, judge_class_of
 from synthscan.model.critic import ScanClassifier, fit_classifier
 from synthscan.model.pipeline import SynthscanModel
 from synthscan.preprocess import INTENSITY_REF, canonical_counts, to_network
@@ -397,7 +397,7 @@ def train_critic(run: Run, state, data: dict, log: dict, progress: bool) -> Scan
     if state.is_main_process and not path.is_file():
         began = time.time()
         seed = int(np.random.SeedSequence([run.config.seed, 3]).generate_state(1)[0])  # not the judge's seed
-        labels = np.select([data["class_ids"] == 1, data["class_ids"] == 2, data["class_ids"] >= 4], [0, 1, 2], -1)
+        labels = np.array([judge_class_of(c) for c in data["class_ids"]])
         critic = fit_classifier(data["canonical"], labels, 3, settings.width, settings.epochs, settings.batch_size,
                                 settings.lr, seed, settings.thinning, progress, desc="training critic")
         save_weights(critic, path)

@@ -45,6 +45,12 @@ def class_for(condition: str, grade: int | None = None) -> int:
     return 2 + int(grade)
 
 
+def judge_class_of(class_id: int) -> int:
+    """The fidelity judge's class of a denoiser class (DESIGN.md section 5): 0 normal, 1 metastasis,
+    2 amyloidosis grade >= 2; -1 for the null class and amyloid grade 1, which the judge does not score."""
+    return {1: 0, 2: 1, 4: 2, 5: 2}.get(int(class_id), -1)
+
+
 def check_condition(condition: str, grade: int | None) -> None:
     """Raise :class:`BadInputError` for an unknown condition or a grade that does not fit it."""
     if condition not in CONDITIONS:

@@ -112,3 +112,19 @@ def test_count_thinning_is_binomial_and_keeps_fractional_counts():
     assert float(thinned.var()) == pytest.approx(40 * 0.25 * 0.75, rel=0.05)
     fractional = thin_counts(torch.full((1000,), 0.4), torch.full((1000,), 0.5), generator)
     assert torch.allclose(fractional, torch.full((1000,), 0.2))  # resampled counts below 1 are scaled, not zeroed
+
+
+
+@pytest.mark.parametrize("metastasis, grade, expected", [
+    (0, 0, 0), (1, 0, 1), (0, 2, 2), (0, 3, 2), ("1", "0", 1),
+    (0, 1, -1), (1, 2, -1), (None, 0, -1), (float("nan"), 0, -1), ("", 0, -1),
+])
+def test_judge_classes_follow_the_design(metastasis, grade, expected):
+    assert judge_class(metastasis, grade) == expected
+
+
+def test_the_critic_sees_denoiser_classes_as_the_judge_does():
+    from synthscan.model.conditions import CLASS_NAMES, judge_class_of
+
+    assert {name: judge_class_of(i) for i, name in enumerate(CLASS_NAMES)} == {
+        "null": -1, "normal": 0, "metastasis": 1, "amyloidosis-g1": -1, "amyloidosis-g2": 2, "amyloidosis-g3": 2}
