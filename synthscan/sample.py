@@ -135,7 +135,7 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
     from synthscan.model.folder import read_model_config
 
     folder = DEFAULT_MODEL if model_dir is None else Path(model_dir)
-    sampler = read_model_config(folder)["sampler"]  # refuses a folder that is no model, before any work
+    sampler = read_model_config(folder).get("sampler", {})  # refuses a folder that is no model, before any work
     negative_guidance(sampler, request.condition, request.negative_condition, request.negative_scale)
     workers = 1 if _launched() else _local_workers(request)
     if workers > 1:
