@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from synthscan.errors import BadInputError
-from synthscan.model.conditions import CONDITIONS, NEGATIVE_CONDITIONS
+from synthscan.model.conditions import CONDITIONS, NEGATIVE_CONDITIONS, is_negative_for
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class TrainConfig:
                 g >= 0 for g in self.sampler.condition_guidance.values()),
              f"sampler.condition_guidance takes {', '.join(CONDITIONS)} with scales >= 0"),
             (set(self.sampler.negative_condition) <= set(CONDITIONS) and all(
-                v in NEGATIVE_CONDITIONS and v != k for k, v in self.sampler.negative_condition.items()),
+                is_negative_for(k, v) for k, v in self.sampler.negative_condition.items()),
              f"sampler.negative_condition maps {', '.join(CONDITIONS)} to another condition of "
              f"{', '.join(NEGATIVE_CONDITIONS)}"),
             (self.sampler.negative_scale >= 0, "sampler.negative_scale must be >= 0"),

@@ -62,9 +62,14 @@ def check_condition(condition: str, grade: int | None) -> None:
             raise BadInputError(f"amyloid grade must be one of {AMYLOID_GRADES} (Perugini), got {grade}")
 
 
+def is_negative_for(condition: str, negative: str) -> bool:
+    """Whether samples of ``condition`` may be guided away from ``negative`` (another single-class condition)."""
+    return negative in NEGATIVE_CONDITIONS and negative != condition
+
+
 def check_negative(condition: str, negative: str | None) -> None:
     """Raise :class:`BadInputError` unless ``negative`` (None: none) may steer samples of ``condition`` away."""
-    if negative is not None and (negative not in NEGATIVE_CONDITIONS or negative == condition):
+    if negative is not None and not is_negative_for(condition, negative):
         raise BadInputError(f"negative condition must be one of {', '.join(NEGATIVE_CONDITIONS)} other than the "
                             f"condition sampled ({condition!r}), got {negative!r}")
 

@@ -114,7 +114,6 @@ def test_count_thinning_is_binomial_and_keeps_fractional_counts():
     assert torch.allclose(fractional, torch.full((1000,), 0.2))  # resampled counts below 1 are scaled, not zeroed
 
 
-
 @pytest.mark.parametrize("metastasis, grade, expected", [
     (0, 0, 0), (1, 0, 1), (0, 2, 2), (0, 3, 2), ("1", "0", 1),
     (0, 1, -1), (1, 2, -1), (None, 0, -1), (float("nan"), 0, -1), ("", 0, -1),
