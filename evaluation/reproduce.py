@@ -257,7 +257,8 @@ def synthetic_plan(run: Run) -> dict[str, int]:
 
 def stage_sample(run: Run) -> dict:
     from synthscan.model.pipeline import SynthscanModel
-    from synthscan.sample import SampleRequest, negative_guidance, sample
+    from synthscan.model.guidance import guidance_scale, negative_guidance
+    from synthscan.sample import SampleRequest, sample
 
     generator = run.recipe["generator"]
     folder = model_folder(run)
@@ -275,7 +276,7 @@ def stage_sample(run: Run) -> dict:
         seed += n  # disjoint noise seeds per condition
     write_manifest(pd.concat(frames, ignore_index=True), run.path("synthetic", "manifest.csv"))
     config = model.info.get("sampler", {})
-    guidance = generator["guidance_scale"] or {c: model.guidance_scale(c) for c in synthetic_plan(run)}
+    guidance = generator["guidance_scale"] or {c: guidance_scale(config, c) for c in synthetic_plan(run)}
     negative = {c: negative_guidance(config, c) for c in synthetic_plan(run)}
     run.update_info(generator={"source": generator["model"], "model_hash": model.hash, "guidance_scale": guidance,
                                "negative_guidance": {c: list(pair) for c, pair in negative.items() if pair[0]},

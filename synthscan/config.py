@@ -21,6 +21,7 @@ from typing import Any, get_type_hints
 
 from synthscan.errors import BadInputError
 from synthscan.model.conditions import CONDITIONS, NEGATIVE_CONDITIONS, is_negative_for
+from synthscan.model.guidance import interval_ok
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class TrainConfig:
              f"sampler.negative_condition maps {', '.join(CONDITIONS)} to another condition of "
              f"{', '.join(NEGATIVE_CONDITIONS)}"),
             (self.sampler.negative_scale >= 0, "sampler.negative_scale must be >= 0"),
-            (interval == () or (len(interval) == 2 and 0 <= interval[0] < interval[1]),
+            (interval == () or interval_ok(interval),
              "sampler.guidance_interval must be [] or [lo, hi] with 0 <= lo < hi"),
             (0 < self.sampler.sigma_min < self.sampler.sigma_max, "need 0 < sampler.sigma_min < sampler.sigma_max"),
             (0 <= self.denoiser.condition_dropout < 1, "denoiser.condition_dropout must be in [0, 1)"),

@@ -35,6 +35,8 @@ import pandas as pd
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path
 from synthscan.model.conditions import check_condition, check_negative, class_for, folder_name, labels_for
+from synthscan.model.guidance import interval_ok
+from synthscan.model.guidance import resolve as resolve_guidance
 
 FORMATS = ("dicom", "png")
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
@@ -76,8 +78,7 @@ class SampleRequest:
              f"guidance scale must be >= 0, got {self.guidance_scale}"),
             (self.negative_scale is None or (math.isfinite(self.negative_scale) and self.negative_scale >= 0),
              f"negative scale must be >= 0, got {self.negative_scale}"),
-            (self.guidance_interval is None or (len(self.guidance_interval) == 2
-                                                and 0 <= self.guidance_interval[0] < self.guidance_interval[1]),
+            (self.guidance_interval is None or interval_ok(self.guidance_interval),
              f"guidance interval must be LO,HI with 0 <= LO < HI, got {self.guidance_interval}"),
             (self.solver in (None, "dpmpp_2m", "heun"), f"unknown solver {self.solver!r} (dpmpp_2m, heun)"),
             (self.max_redraws >= 1, f"max redraws must be >= 1, got {self.max_redraws}"),
@@ -136,7 +137,8 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
 
     folder = DEFAULT_MODEL if model_dir is None else Path(model_dir)
     sampler = read_model_config(folder).get("sampler", {})  # refuses a folder that is no model, before any work
-    negative_guidance(sampler, request.condition, request.negative_condition, request.negative_scale)
+    resolve_guidance(sampler, request.condition, request.guidance_scale, request.negative_condition,
+                     request.negative_scale, request.guidance_interval)
     workers = 1 if _launched() else _local_workers(request)
     if workers > 1:
         return _sample_with_workers(request, folder, workers, progress)
@@ -346,18 +348,12 @@ class _Writer:
     """Files and manifest row of one sample."""
 
     def __init__(self, model, request: SampleRequest, matrix, auditor=None):
-        from synthscan.model.sampler import Guidance
-
         self.model, self.request, self.matrix, self.auditor = model, request, tuple(matrix), auditor
         sampler = model.info["sampler"]
         self.steps = request.steps or sampler["steps"]
-        scale = model.guidance_scale(request.condition) if request.guidance_scale is None else request.guidance_scale
-        interval = request.guidance_interval or tuple(sampler.get("guidance_interval", ())) or None
-        self.negative_condition, negative_scale = negative_guidance(
-            sampler, request.condition, request.negative_condition, request.negative_scale)
-        negative_class = None if self.negative_condition is None else class_for(self.negative_condition)
-        self.guidance = Guidance(float(scale), negative_class, negative_scale,
-                                 None if interval is None or interval[1] == math.inf else tuple(interval))
+        self.guidance, self.negative_condition = resolve_guidance(
+            sampler, request.condition, request.guidance_scale, request.negative_condition, request.negative_scale,
+            request.guidance_interval)
         self.solver = request.solver or sampler["solver"]
         self.spacing = model.output_spacing_mm(self.matrix)
         tracers = model.info.get("data", {}).get("tracers", [])
@@ -369,7 +365,7 @@ class _Writer:
         import torch
 
         with torch.inference_mode():
-            return self.model.expected_counts(seeds, class_ids, totals, self.matrix, self.steps, self.guidance,
+            return self.model.expected_counts(seeds, class_ids, totals, self.matrix, self.guidance, self.steps,
                                               self.solver).numpy()
 
     def paths(self, seed: int) -> dict:
@@ -457,24 +453,6 @@ class _Writer:
         return {"guidance_scale": self.guidance.scale, "steps": self.steps, "solver": self.solver,
                 "negative_condition": self.negative_condition or "none", "negative_scale": self.guidance.negative_scale,
                 "guidance_interval": "all" if interval is None else f"{interval[0]:g}-{interval[1]:g}"}
-
-
-def negative_guidance(sampler: dict, condition: str, negative: str | None = None,
-                      scale: float | None = None) -> tuple[str | None, float]:
-    """(negative condition or None, its scale) for sampling ``condition``: ``negative`` ("none": off) and
-    ``scale`` (0: off) where given, else the model's ``sampler.negative_condition`` / ``sampler.negative_scale``."""
-    default_scale = float(sampler.get("negative_scale", 0.0))
-    if negative is None and default_scale > 0:
-        negative = sampler.get("negative_condition", {}).get(condition)
-    if negative in (None, "none") or scale == 0:
-        if scale:
-            raise BadInputError(f"--negative-scale needs a negative condition: the model has none for {condition} "
-                                "(give --negative-condition)")
-        return None, 0.0
-    scale = default_scale if scale is None else float(scale)
-    if scale <= 0:
-        raise BadInputError(f"negative condition {negative!r} needs --negative-scale > 0 (the model has no default)")
-    return negative, scale
 
 
 def _merge_manifest(out: Path, existing: pd.DataFrame | None, parts: int) -> None:

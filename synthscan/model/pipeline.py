@@ -29,7 +29,8 @@ from synthscan.model.autoencoder import Autoencoder
 from synthscan.model.conditions import CLASS_NAMES, NUM_CLASSES
 from synthscan.model.folder import CONFIG, FORMAT, WEIGHTS, file_hash, read_model_config
 from synthscan.model.precond import EDMDenoiser, build_unet, karras_sigmas
-from synthscan.model.sampler import SOLVERS, Guidance, guided
+from synthscan.model.guidance import Guidance
+from synthscan.model.sampler import SOLVERS, guided
 from synthscan.preprocess import expected_counts
 
 NUMPY_STREAM = 1  # spawn key of the numpy stream of a sample (the torch stream is the plain seed)
@@ -126,19 +127,13 @@ class SynthscanModel(nn.Module):
         weights = weights / weights.sum() if weights.sum() > 0 else np.array([0.5, 0.5])
         return 2 if rng.random() < weights[0] else 3
 
-    def guidance_scale(self, condition: str) -> float:
-        """Default classifier-free guidance scale of ``condition``: ``sampler.condition_guidance`` where it names
-        the condition, else ``sampler.guidance_scale``."""
-        sampler = self.info["sampler"]
-        return float(sampler.get("condition_guidance", {}).get(condition, sampler["guidance_scale"]))
-
     @torch.no_grad()
-    def expected_counts(self, seeds, class_ids, total_counts, matrix, steps: int | None = None,
-                        guidance: Guidance | None = None, solver: str | None = None) -> torch.Tensor:
+    def expected_counts(self, seeds, class_ids, total_counts, matrix, guidance: Guidance, steps: int | None = None,
+                        solver: str | None = None) -> torch.Tensor:
         """Expected counts ``(B, V, *matrix)`` of one batch (float32), each summing to its total count."""
         sampler = self.info["sampler"]
-        latents = self.generate_latents(seeds, class_ids, steps or sampler["steps"],
-                                        guidance or Guidance(sampler["guidance_scale"]), solver or sampler["solver"])
+        latents = self.generate_latents(seeds, class_ids, steps or sampler["steps"], guidance,
+                                        solver or sampler["solver"])
         return expected_counts(self.decode(latents), total_counts, matrix)
 
     def output_spacing_mm(self, matrix) -> tuple[float, float]:

@@ -17,21 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
+from synthscan.model.guidance import Guidance
+
 Denoise = Callable[[torch.Tensor, float], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Guidance:
-    """How a sampler mixes the denoiser's conditional, null and negative predictions (see :func:`guided`)."""
-
-    scale: float = 1.0  # w: 1 = the plain conditional model, 0 = the unconditional one
-    negative_class: int | None = None  # class guided away from (None: none)
-    negative_scale: float = 0.0  # v
-    interval: tuple[float, float] | None = None  # noise levels (lo, hi] where guidance applies (None: all)
 
 
 def guided(denoiser, class_labels: torch.Tensor, guidance: Guidance, null_class: int = 0) -> Denoise:

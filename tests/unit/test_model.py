@@ -12,9 +12,11 @@ import torch
 from synthscan.config import TrainConfig, load_config, parse_set, to_toml
 from synthscan.errors import BadInputError
 from synthscan.model.conditions import class_for, class_from_labels, labels_for
+from synthscan.model.guidance import Guidance
+from synthscan.model.guidance import resolve as resolve_guidance
 from synthscan.model.pipeline import SynthscanModel, sample_noise
 from synthscan.model.precond import EDMDenoiser, karras_sigmas
-from synthscan.model.sampler import Guidance, guided, sample_dpmpp_2m, sample_heun
+from synthscan.model.sampler import guided, sample_dpmpp_2m, sample_heun
 from synthscan.model.tiny import tiny_model
 from synthscan.preprocess import canonical_counts, expected_counts, from_network, parse_matrix, to_network
 from synthscan.scan import Scan
@@ -195,6 +197,20 @@ def test_guidance_mixes_conditional_and_null():
     assert calls[-1] == [2, 2]  # w = 1: no null pass
 
 
+def test_guidance_settings_take_the_models_defaults_unless_overridden():
+    sampler = {"guidance_scale": 5.0, "condition_guidance": {"metastasis": 8.0}, "guidance_interval": [0.1, 5.0],
+               "negative_condition": {"normal": "metastasis"}, "negative_scale": 2.0}
+    assert resolve_guidance(sampler, "normal", 3.0, "none", interval=(0.0, math.inf)) == (Guidance(3.0), None)
+    assert resolve_guidance(sampler, "normal", negative_scale=1.0) == (
+        Guidance(5.0, class_for("metastasis"), 1.0, (0.1, 5.0)), "metastasis")
+    assert resolve_guidance(sampler, "metastasis", negative="normal", negative_scale=0.5, interval=(1.0, 2.0)) == (
+        Guidance(8.0, class_for("normal"), 0.5, (1.0, 2.0)), "normal")
+    with pytest.raises(BadInputError, match="needs a negative condition"):
+        resolve_guidance(sampler, "metastasis", negative_scale=1.0)
+    with pytest.raises(BadInputError, match="needs --negative-scale > 0"):
+        resolve_guidance({**sampler, "negative_scale": 0.0}, "metastasis", negative="normal")
+
+
 def test_negative_guidance_pushes_away_from_the_negative_class():
     calls = []
     denoiser, x, labels = _class_denoiser(calls), torch.zeros(2, 3), torch.tensor([2, 2])
@@ -228,7 +244,7 @@ def test_save_load_roundtrip_hash_and_fp16(tmp_path):
     model.save_pretrained(tmp_path / "m32")
     loaded = SynthscanModel.from_pretrained(tmp_path / "m32")
     assert loaded.hash == hashlib.sha256((tmp_path / "m32" / "model.safetensors").read_bytes()).hexdigest()
-    args = ([0, 1], [1, 2], [2e4, 2e4], (64, 16))
+    args = ([0, 1], [1, 2], [2e4, 2e4], (64, 16), Guidance(2.0))
     assert torch.equal(model.expected_counts(*args), loaded.expected_counts(*args))
     model.save_pretrained(tmp_path / "m16", dtype="float16")
     half = SynthscanModel.from_pretrained(tmp_path / "m16")
@@ -266,8 +282,6 @@ def test_the_bundled_model_was_trained_by_the_default_cpu_recipe():
 
     model = SynthscanModel.from_pretrained(DEFAULT_MODEL)  # the recipe's sampler defaults are the model's
     assert model.info["sampler"] == sampler
-    assert [model.guidance_scale(c) for c in ("normal", "metastasis", "amyloidosis")] == [5.0, 8.0, 4.0]
-    from synthscan.sample import negative_guidance
-
-    assert [negative_guidance(model.info["sampler"], c) for c in ("normal", "metastasis", "amyloidosis")] == [
-        ("metastasis", 2.0), (None, 0.0), (None, 0.0)]
+    assert [resolve_guidance(model.info["sampler"], c) for c in ("normal", "metastasis", "amyloidosis")] == [
+        (Guidance(5.0, class_for("metastasis"), 2.0, (0.1, 5.0)), "metastasis"),
+        (Guidance(8.0, None, 0.0, (0.1, 5.0)), None), (Guidance(4.0, None, 0.0, (0.1, 5.0)), None)]
