@@ -56,8 +56,8 @@ def resolve(sampler: dict, condition: str, scale: float | None = None, negative:
     defaults, and an interval ending at inf means every step."""
     scale = guidance_scale(sampler, condition) if scale is None else float(scale)
     negative, negative_scale = negative_guidance(sampler, condition, negative, negative_scale)
-    interval = interval or tuple(sampler.get("guidance_interval", ())) or None
+    interval = tuple(interval or sampler.get("guidance_interval", ())) or None
     if interval is not None and interval[1] == math.inf:
         interval = None
     negative_class = None if negative is None else class_for(negative)
-    return Guidance(scale, negative_class, negative_scale, None if interval is None else tuple(interval)), negative
+    return Guidance(scale, negative_class, negative_scale, interval), negative
