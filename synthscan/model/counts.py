@@ -14,6 +14,10 @@ monotone function of (lambda, z), so a tiny change of lambda moves a count by at
   k = floor(lambda + sqrt(lambda) z + (z^2 - 1)/6 + 1/2). Its total-variation distance to the exact Poisson
   law is 0.24% at lambda = 10, 0.12% at 20, 0.05% at 50 (tests/unit/test_model_counts.py), far below what
   an image statistic can see, at the cost of one vectorised expression.
+
+Half the pixels of a bone scan expect well under one count. Where lambda <= b and z <= t with Phi(t) <
+exp(-b) (``ZERO_BOUNDS``), u = Phi(z) cannot pass F(0) = exp(-lambda), so the inversion would return 0:
+those pixels skip the search (a third faster, same counts).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from scipy.special import ndtr
 
 EXACT_BELOW = 10.0
 _MAX_TERMS = 400  # the search stops long before: P(K > 60 | lambda < 10) < 1e-25
+# (b, t) with Phi(t) < exp(-b): 0.98983 < 0.99005, 0.89973 < 0.90484, 0.60257 < 0.60653, 0.36693 < 0.36788
+ZERO_BOUNDS = ((0.01, 2.32), (0.1, 1.28), (0.5, 0.26), (1.0, -0.34))
 
 
 def poisson_continuous(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -31,10 +37,14 @@ def poisson_continuous(expected: np.ndarray, rng: np.random.Generator) -> np.nda
     z = rng.standard_normal(lam.shape, dtype=np.float32)
     counts = np.floor(lam + np.sqrt(lam) * z + (z * z - 1) * np.float32(1 / 6) + np.float32(0.5))
     np.maximum(counts, 0, out=counts)
-    flat = counts.reshape(-1)
-    small = np.flatnonzero(lam.reshape(-1) < EXACT_BELOW)
-    rate = lam.reshape(-1)[small].astype(np.float64)
-    u = ndtr(z.reshape(-1)[small].astype(np.float64))
+    flat, lam, z = counts.reshape(-1), lam.reshape(-1), z.reshape(-1)
+    zero = np.zeros(lam.shape, bool)
+    for bound, threshold in ZERO_BOUNDS:
+        zero |= (lam <= bound) & (z <= threshold)
+    flat[zero] = 0
+    small = np.flatnonzero((lam < EXACT_BELOW) & ~zero)
+    rate = lam[small].astype(np.float64)
+    u = ndtr(z[small].astype(np.float64))
     term = np.exp(-rate)
     cdf = term.copy()
     found = np.zeros(rate.size, np.float32)

@@ -23,6 +23,24 @@ def test_counts_follow_the_poisson_law(rate, max_tv):
     assert draws.var() == pytest.approx(rate, rel=0.03, abs=0.005)
 
 
+def test_small_rates_are_the_exact_inverse_of_the_poisson_cdf():
+    """Below 10 expected counts, count = smallest k with F(k; lambda) >= Phi(z), also where the search is skipped
+    (rates and normals straddling every bound of ZERO_BOUNDS)."""
+    from scipy.special import ndtr
+    from scipy.stats import poisson
+
+    from synthscan.model.counts import ZERO_BOUNDS
+
+    rates = np.concatenate([np.geomspace(1e-4, 9.99, 400), [b * f for b, _ in ZERO_BOUNDS for f in (0.999, 1, 1.001)]])
+    rng = np.random.default_rng(5)
+    expected = np.repeat(rates, 300).astype(np.float32)
+    counts = poisson_continuous(expected, rng)
+    z = np.random.default_rng(5).standard_normal(expected.shape, dtype=np.float32)  # the draws it used
+    reference = poisson.ppf(ndtr(z.astype(np.float64)), expected.astype(np.float64))
+    assert np.array_equal(counts, reference)
+    assert all(((z > t - 0.05) & (z < t + 0.05)).any() for _, t in ZERO_BOUNDS)  # the thresholds were exercised
+
+
 def test_a_tiny_change_of_expected_counts_moves_counts_by_at_most_one():
     rng = np.random.default_rng(0)
     expected = (rng.gamma(1.0, 12.0, size=(2, 256, 64))).astype(np.float32)
