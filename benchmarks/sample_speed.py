@@ -12,7 +12,14 @@ Measured in one run on one machine (issue 4, "Speed and memory"):
    ``DPMSolverMultistepScheduler`` in 20 steps with classifier-free guidance (conditional + null in one
    batch). A few images are timed and the time per image extrapolated (no files written).
 
-Usage: ``python benchmarks/sample_speed.py [--n 5000] [--model DIR] [--out /tmp/bench] [--stock-images 4]``.
+With ``--device cuda --precision bf16`` both run on the GPU in bfloat16. ``--paper`` times a randomly
+initialised model of ``recipes/paper.toml`` (2x512x128, latent 8x64x16; speed does not depend on the weights)
+instead of a trained one: the GPU target of issue 4 (>= 40 scans/s on one H100) is
+
+    python benchmarks/sample_speed.py --paper --device cuda --precision bf16 --n 2000 --skip-clinical
+
+Usage: ``python benchmarks/sample_speed.py [--n 5000] [--model DIR | --paper] [--device cpu|cuda]
+[--precision fp32|bf16] [--out /tmp/bench] [--stock-images 4]``.
 Prints a Markdown block for benchmarks/RESULTS.md and writes ``OUT/sample_speed.json``.
 """
 
@@ -30,11 +37,12 @@ import time
 from pathlib import Path
 
 
-def time_synthscan(n: int, model: str | None, out: Path, batch_size: int) -> dict:
+def time_synthscan(n: int, model: str | None, out: Path, batch_size: int, device: str = "cpu",
+                   precision: str = "fp32") -> dict:
     if out.exists():
         shutil.rmtree(out)
     command = [sys.executable, "-m", "synthscan", "sample", "--condition", "metastasis", "-n", str(n), "--out",
-               str(out), "--quiet", "--batch-size", str(batch_size)]
+               str(out), "--quiet", "--batch-size", str(batch_size), "--device", device, "--precision", precision]
     if model:
         command += ["--model", model]
     began = time.perf_counter()
@@ -77,7 +85,7 @@ def stock_unet(parameters: int, views: int, shape):
     from diffusers import UNet2DModel
 
     best = None
-    for width in (16, 24, 32, 40, 48, 56, 64):
+    for width in (16, 24, 32, 40, 48, 56, 64, 96, 128, 160):
         channels = (width, width * 2, width * 2, width * 4)
         unet = UNet2DModel(sample_size=tuple(shape), in_channels=views, out_channels=views, block_out_channels=channels,
                            layers_per_block=1, norm_num_groups=8, num_class_embeds=6,
@@ -89,22 +97,29 @@ def stock_unet(parameters: int, views: int, shape):
     return best
 
 
-def time_stock(parameters: int, views: int, shape, images: int, steps: int = 20, guidance_scale: float = 2.0) -> dict:
+def time_stock(parameters: int, views: int, shape, images: int, steps: int = 20, guidance_scale: float = 2.0,
+               device: str = "cpu", precision: str = "fp32") -> dict:
+    import contextlib
+
     import torch
     from diffusers import DPMSolverMultistepScheduler
 
     unet, size = stock_unet(parameters, views, shape)
-    unet.eval()
+    unet.eval().to(device)
     scheduler = DPMSolverMultistepScheduler(num_train_timesteps=1000)
     scheduler.set_timesteps(steps)
-    x = torch.randn(images, views, *shape, generator=torch.Generator().manual_seed(0))
-    labels = torch.cat([torch.full((images,), 2), torch.zeros(images, dtype=torch.long)])
+    x = torch.randn(images, views, *shape, generator=torch.Generator().manual_seed(0)).to(device)
+    labels = torch.cat([torch.full((images,), 2), torch.zeros(images, dtype=torch.long)]).to(device)
+    autocast = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
     began = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
         for t in scheduler.timesteps:
-            both = unet(torch.cat([x, x]), t, class_labels=labels).sample
+            both = unet(torch.cat([x, x]), t, class_labels=labels).sample.float()
             conditional, unconditional = both.chunk(2)
             x = scheduler.step(unconditional + guidance_scale * (conditional - unconditional), t, x).prev_sample
+    if device != "cpu":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - began
     return {"shape": [views, *shape], "parameters": size, "images_timed": images, "steps": steps,
             "guidance": "CFG (2 passes/step)", "seconds_per_image": seconds / images}
@@ -118,6 +133,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--stock-images", type=int, default=2, help="images timed with the stock pipeline")
     parser.add_argument("--skip-clinical", action="store_true", help="skip the stock pipeline at 2x1024x256")
+    parser.add_argument("--paper", action="store_true", help="a random model of recipes/paper.toml instead")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both pipelines)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args(argv)
 
     import torch
@@ -125,18 +143,23 @@ def main(argv=None) -> int:
     from synthscan.model.pipeline import SynthscanModel
     from synthscan.sample import DEFAULT_MODEL
 
-    model = SynthscanModel.from_pretrained(args.model or DEFAULT_MODEL)
+    out = Path(args.out)
+    model_dir = args.model
+    if args.paper:
+        model_dir = str(_paper_model(out / "paper-model"))
+    model = SynthscanModel.from_pretrained(model_dir or DEFAULT_MODEL)
     parameters = sum(p.numel() for p in model.parameters())
     views, grid, matrix = len(model.views), model.info["grid"], model.info["matrix"]
-    out = Path(args.out)
-    ours = time_synthscan(args.n, args.model, out / "samples", args.batch_size)
-    stock = {"canonical": time_stock(parameters, views, grid, args.stock_images)}
+    ours = time_synthscan(args.n, model_dir, out / "samples", args.batch_size, args.device, args.precision)
+    settings = dict(device=args.device, precision=args.precision)
+    stock = {"canonical": time_stock(parameters, views, grid, args.stock_images, **settings)}
     if not args.skip_clinical:
-        stock["clinical"] = time_stock(parameters, views, matrix, max(1, args.stock_images // 2))
+        stock["clinical"] = time_stock(parameters, views, matrix, max(1, args.stock_images // 2), **settings)
     for entry in stock.values():
         entry["speedup"] = round(entry["seconds_per_image"] / ours["seconds_per_scan"], 1)
     result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads",
+              f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+              + (f", {torch.cuda.get_device_name(args.device)}, {args.precision}" if args.device != "cpu" else ""),
               "load_average_1min_before_after": os.getloadavg()[0], "model_hash": model.hash,
               "model_parameters": parameters, "synthscan": ours, "stock": stock}
     (out / "sample_speed.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -151,6 +174,15 @@ def main(argv=None) -> int:
               f"DPMSolverMultistep {entry['steps']} steps + CFG: {entry['seconds_per_image']:.2f} s/image "
               f"({entry['images_timed']} timed) -> synthscan is {entry['speedup']}x faster per image")
     return 0
+
+
+def _paper_model(folder: Path) -> Path:
+    """A randomly initialised generator with the networks, grid and sampler of recipes/paper.toml."""
+    from synthscan.config import load_config
+    from synthscan.model.tiny import tiny_model
+
+    config = load_config(Path(__file__).parents[1] / "recipes" / "paper.toml")
+    return tiny_model(config=config, matrix=(1024, 256), total_counts=6.7e6).save_pretrained(folder)
 
 
 if __name__ == "__main__":

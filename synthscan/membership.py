@@ -170,7 +170,7 @@ def encoder_features(model):
 
     def features(scans: Sequence[Scan]) -> np.ndarray:
         with torch.no_grad(), _one_thread():
-            return model.encode(_network_input(model, scans)).flatten(1).numpy()
+            return model.encode(_network_input(model, scans)).flatten(1).cpu().numpy()
 
     return features
 

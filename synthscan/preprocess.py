@@ -83,7 +83,7 @@ def expected_counts(y: torch.Tensor, total_counts, matrix: tuple[int, int]) -> t
     intensity = from_network(y)
     if tuple(intensity.shape[-2:]) != tuple(matrix):
         intensity = upsample_keeping_blocks(intensity, matrix)
-    totals = torch.as_tensor(total_counts, dtype=torch.float32).reshape(-1, 1, 1, 1)
+    totals = torch.as_tensor(total_counts, dtype=torch.float32, device=intensity.device).reshape(-1, 1, 1, 1)
     sums = intensity.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
     return intensity.mul_(totals / sums)  # in place: intensity is a fresh tensor (from_network or upsampling)
 

@@ -24,6 +24,7 @@ in a small thread pool (numpy and zlib release the GIL).
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ class SampleRequest:
     audit: Path | None = None  # an audit index (synthscan audit --save-index): near-copies are re-drawn
     max_redraws: int = 20
     workers: int | None = None  # processes of a plain run (None: see _local_workers); 1 under accelerate/torchrun
+    device: str = "cpu"  # "cuda" (one process per GPU under accelerate launch / torchrun) or "cuda:N"
+    precision: str = "fp32"  # "bf16": the networks run in bfloat16 autocast
 
     def __post_init__(self):
         check_condition(self.condition, self.grade)
@@ -83,6 +86,9 @@ class SampleRequest:
             (self.solver in (None, "dpmpp_2m", "heun"), f"unknown solver {self.solver!r} (dpmpp_2m, heun)"),
             (self.max_redraws >= 1, f"max redraws must be >= 1, got {self.max_redraws}"),
             (self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
+            (re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
+             f"device must be cpu, cuda or cuda:N, got {self.device!r}"),
+            (self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}"),
             (bool(self.formats) and set(self.formats) <= set(FORMATS),
              f"format must be a comma-separated subset of {','.join(FORMATS)}, got {','.join(self.formats)}"),
         ]
@@ -139,6 +145,11 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
     sampler = read_model_config(folder).get("sampler", {})  # refuses a folder that is no model, before any work
     resolve_guidance(sampler, request.condition, request.guidance_scale, request.negative_condition,
                      request.negative_scale, request.guidance_interval)
+    if request.device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInputError(f"--device {request.device}: no CUDA device is available (torch {torch.__version__})")
     workers = 1 if _launched() else _local_workers(request)
     if workers > 1:
         return _sample_with_workers(request, folder, workers, progress)
@@ -217,6 +228,8 @@ def _local_workers(request: SampleRequest) -> int:
     least four batches each (starting a worker costs seconds: torch and diffusers are imported afresh)."""
     import os
 
+    if request.device != "cpu":
+        return 1  # one process drives the GPU; more GPUs: accelerate launch / torchrun
     if request.workers is not None:
         return request.workers
     return max(1, min(os.cpu_count() or 1, 8, request.n // (4 * request.batch_size)))
@@ -228,8 +241,9 @@ def _shard(model, request: SampleRequest, rank: int, world: int, report) -> tupl
     import torch
 
     seeds = _seeds(request, rank, world)
-    network_threads, writer_threads = _threads(world)
+    network_threads, writer_threads = _threads(world, request.device != "cpu")
     torch.set_num_threads(network_threads)
+    model.to_device(_device(request.device), request.precision)
     writer = _Writer(model, request, tuple(request.matrix or model.info["matrix"]), _auditor(request.audit, model))
     finished = {s for s in seeds if writer.complete(s)}
     todo = [s for s in seeds if s not in finished]
@@ -301,19 +315,28 @@ def redraw_seed(seed: int, attempt: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def _threads(processes: int) -> tuple[int, int]:
+def _threads(processes: int, gpu: bool = False) -> tuple[int, int]:
     """(torch threads, writer threads) of one process: the cores of the process split half and half.
 
     The networks' small convolutions gain little from many threads, while Poisson sampling and file writing
     (one scan per writer thread) scale well; on 2 cores this pipelines the network on one core with the
-    writing on the other, and avoids OpenMP's spinning when the machine is shared. ``OMP_NUM_THREADS``, when
-    set, fixes the torch threads.
+    writing on the other, and avoids OpenMP's spinning when the machine is shared. With a GPU, one core
+    drives it and the others write. ``OMP_NUM_THREADS``, when set, fixes the torch threads.
     """
     import os
 
     cores = max(1, (os.cpu_count() or 1) // processes)
-    network = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else max(1, cores // 2)
+    network = 1 if gpu else max(1, cores // 2)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        network = int(os.environ["OMP_NUM_THREADS"])
     return max(1, network), max(1, cores - network)
+
+
+def _device(device: str) -> str:
+    """The torch device of this process: ``cuda`` is the local GPU of a launched process (LOCAL_RANK)."""
+    import os
+
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if device == "cuda" else device
 
 
 def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest, report,
@@ -451,6 +474,7 @@ class _Writer:
         """Sampler settings of the run, for the provenance of every scan."""
         interval = self.guidance.interval
         return {"guidance_scale": self.guidance.scale, "steps": self.steps, "solver": self.solver,
+                "device": self.request.device.split(":")[0], "precision": self.request.precision,
                 "negative_condition": self.negative_condition or "none", "negative_scale": self.guidance.negative_scale,
                 "guidance_interval": "all" if interval is None else f"{interval[0]:g}-{interval[1]:g}"}
 

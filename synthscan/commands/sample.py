@@ -31,6 +31,11 @@ def register(subparsers):
                         "(default 20; then exit 2: the generator memorizes)")
     parser.add_argument("--workers", type=int, help="worker processes (default: one per CPU core, at most 8, with at "
                         "least four batches each; ignored under accelerate launch / torchrun)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N; under accelerate launch / "
+                        "torchrun, cuda is each process's own GPU")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="network precision (default fp32; bf16 for GPUs: the same seed then gives a slightly "
+                        "different scan)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -48,7 +53,8 @@ def run(args) -> int:
                             negative_scale=args.negative_scale,
                             guidance_interval=_interval(args.guidance_interval), formats=formats,
                             matrix=parse_matrix(args.matrix) if args.matrix else None, audit=args.audit,
-                            max_redraws=args.max_redraws, workers=args.workers)
+                            max_redraws=args.max_redraws, workers=args.workers, device=args.device,
+                            precision=args.precision)
     result = sample(request, args.model, progress=not args.quiet)
     if result.is_main_process:
         print(result.summary())

@@ -16,6 +16,7 @@ depends on its seed only, never on the batch it was generated in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from synthscan.model.sampler import SOLVERS, guided
 from synthscan.preprocess import expected_counts
 
 NUMPY_STREAM = 1  # spawn key of the numpy stream of a sample (the torch stream is the plain seed)
+PRECISIONS = ("fp32", "bf16")
 
 
 def sample_rng(seed: int) -> np.random.Generator:
@@ -65,6 +67,24 @@ class SynthscanModel(nn.Module):
         self.register_buffer("latent_std", torch.tensor(info["latent_std"], dtype=torch.float32).reshape(1, -1, 1, 1),
                              persistent=False)
         self.hash = None
+        self.precision = "fp32"
+
+    def to_device(self, device, precision: str = "fp32") -> "SynthscanModel":
+        """Networks on ``device`` ("cpu", "cuda", "cuda:1"); with ``precision`` "bf16" they run under
+        ``torch.autocast`` in bfloat16 (the ODE solver state, counts and Poisson draws stay float32/CPU)."""
+        if precision not in PRECISIONS:
+            raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        return self.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.latent_std.device
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------------ building
 
@@ -100,19 +120,23 @@ class SynthscanModel(nn.Module):
         """Standardised latents of one batch by solving the probability-flow ODE from per-seed noise."""
         sampler = self.info["sampler"]
         sigmas = karras_sigmas(steps, sampler["sigma_min"], sampler["sigma_max"], sampler["rho"])
-        noise = sample_noise(seeds, self.latent_shape)
-        labels = torch.as_tensor(list(class_ids), dtype=torch.long)
-        return SOLVERS[solver](guided(self.denoiser, labels, guidance), noise * sigmas[0], sigmas)
+        noise = sample_noise(seeds, self.latent_shape).to(self.device)  # drawn on the CPU: the same on any device
+        labels = torch.as_tensor(list(class_ids), dtype=torch.long, device=self.device)
+        with self._autocast():
+            return SOLVERS[solver](guided(self.denoiser, labels, guidance), noise * sigmas[0], sigmas)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Standardised latents -> network intensities y on the canonical grid."""
-        return self.autoencoder.decode(latents * self.latent_std + self.latent_mean)
+        """Standardised latents -> network intensities y on the canonical grid (float32, on the model's device)."""
+        with self._autocast():
+            return self.autoencoder.decode(latents * self.latent_std + self.latent_mean).float()
 
     @torch.no_grad()
     def encode(self, y: torch.Tensor) -> torch.Tensor:
-        """Network intensities y -> standardised latents."""
-        return (self.autoencoder.encode(y) - self.latent_mean) / self.latent_std
+        """Network intensities y -> standardised latents (on the model's device)."""
+        with self._autocast():
+            raw = self.autoencoder.encode(y.to(self.device)).float()
+        return (raw - self.latent_mean) / self.latent_std
 
     def draw_total_counts(self, class_id: int, rng: np.random.Generator) -> float:
         """A total count (all views) from the training distribution of the class (inverse CDF)."""
@@ -130,11 +154,11 @@ class SynthscanModel(nn.Module):
     @torch.no_grad()
     def expected_counts(self, seeds, class_ids, total_counts, matrix, guidance: Guidance, steps: int | None = None,
                         solver: str | None = None) -> torch.Tensor:
-        """Expected counts ``(B, V, *matrix)`` of one batch (float32), each summing to its total count."""
+        """Expected counts ``(B, V, *matrix)`` of one batch (float32, on the CPU), each summing to its total count."""
         sampler = self.info["sampler"]
         latents = self.generate_latents(seeds, class_ids, steps or sampler["steps"], guidance,
                                         solver or sampler["solver"])
-        return expected_counts(self.decode(latents), total_counts, matrix)
+        return expected_counts(self.decode(latents), total_counts, matrix).cpu()
 
     def output_spacing_mm(self, matrix) -> tuple[float, float]:
         """Pixel spacing at ``matrix`` that keeps the training field of view."""

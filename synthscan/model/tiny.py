@@ -32,7 +32,8 @@ def tiny_config(**overrides) -> TrainConfig:
 
 def tiny_model(seed: int = 0, views=("anterior", "posterior"), matrix=(64, 16), config: TrainConfig | None = None,
                total_counts: float = 2e4) -> SynthscanModel:
-    """A random tiny model; scans come out at ``matrix`` with about ``total_counts`` counts."""
+    """A randomly initialised model (tiny unless ``config`` says otherwise); scans come out at ``matrix`` with about
+    ``total_counts`` counts."""
     config = config or tiny_config()
     torch.manual_seed(seed)
     autoencoder, denoiser = SynthscanModel.build_networks(

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+import torch
 
 from synthscan.errors import BadInputError
 from synthscan.io.dicom import read_scan
@@ -135,12 +136,48 @@ def test_rerun_appends_unique_rows_and_resumes(model_dir, tmp_path):
     (dict(negative_condition="amyloidosis"), "negative condition must be one of normal, metastasis"),
     (dict(negative_scale=-1.0), "negative scale must be >= 0"),
     (dict(guidance_interval=(5.0, 0.1)), "guidance interval must be LO,HI"),
+    (dict(device="gpu"), "device must be cpu, cuda or cuda:N"),
+    (dict(precision="fp16"), "precision must be fp32 or bf16"),
 ])
 def test_bad_requests_are_refused(kwargs, message, tmp_path):
     arguments = dict(condition="normal", n=2, out=tmp_path / "out") | kwargs
     with pytest.raises(BadInputError, match=message):
         SampleRequest(**arguments)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused_before_anything_is_written(model_dir, tmp_path):
+    with pytest.raises(BadInputError, match="--device cuda: no CUDA device is available"):
+        sample(SampleRequest("normal", 2, tmp_path / "out", device="cuda"), model_dir, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bf16_networks_give_nearly_the_fp32_scans_and_say_so(model_dir, tmp_path):
+    """bf16 autocast (CPU here; the GPU path is the same code) changes expected counts by float rounding only."""
+    for precision in ("fp32", "bf16"):
+        sample(SampleRequest("metastasis", 3, tmp_path / precision, seed=4, precision=precision, workers=1),
+               model_dir, progress=False)
+    pairs = [(_counts(tmp_path / "fp32", "metastasis", seed), _counts(tmp_path / "bf16", "metastasis", seed))
+             for seed in range(4, 7)]
+    for a, b in pairs:
+        assert a.sum() == pytest.approx(b.sum(), rel=0.01)  # the total comes from the seed, not the network
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    assert any(not np.array_equal(a, b) for a, b in pairs)  # the networks did run in bfloat16
+    assert set(read_manifest(tmp_path / "bf16" / "manifest.csv")["precision"]) == {"bf16"}
+    assert set(read_manifest(tmp_path / "fp32" / "manifest.csv")["device"]) == {"cpu"}
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_sampling_matches_the_cpu_scans(tmp_path):
+    """The bundled model on the GPU in bf16: same totals, nearly the same count pattern as on the CPU."""
+    for device, precision in (("cpu", "fp32"), ("cuda", "bf16")):
+        sample(SampleRequest("metastasis", 4, tmp_path / device, device=device, precision=precision), progress=False)
+    for seed in range(4):
+        a, b = _counts(tmp_path / "cpu", "metastasis", seed), _counts(tmp_path / "cuda", "metastasis", seed)
+        assert a.sum() == pytest.approx(b.sum(), rel=0.01)
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    assert set(read_manifest(tmp_path / "cuda" / "manifest.csv")["device"]) == {"cuda"}
 
 
 def test_non_model_and_foreign_output_folders_are_refused(model_dir, tmp_path):
