@@ -35,7 +35,6 @@ from synthscan.model.sampler import SOLVERS, guided
 from synthscan.preprocess import expected_counts
 
 NUMPY_STREAM = 1  # spawn key of the numpy stream of a sample (the torch stream is the plain seed)
-PRECISIONS = ("fp32", "bf16")
 
 
 def sample_rng(seed: int) -> np.random.Generator:
@@ -70,10 +69,8 @@ class SynthscanModel(nn.Module):
         self.precision = "fp32"
 
     def to_device(self, device, precision: str = "fp32") -> "SynthscanModel":
-        """Networks on ``device`` ("cpu", "cuda", "cuda:1"); with ``precision`` "bf16" they run under
-        ``torch.autocast`` in bfloat16 (the ODE solver state, counts and Poisson draws stay float32/CPU)."""
-        if precision not in PRECISIONS:
-            raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        """Networks on ``device`` ("cpu", "cuda", "cuda:1"); with ``precision`` "bf16" (else "fp32") sampling runs
+        them under ``torch.autocast`` in bfloat16 (the ODE solver state, counts and Poisson draws stay float32)."""
         self.precision = precision
         return self.to(device)
 
@@ -133,10 +130,8 @@ class SynthscanModel(nn.Module):
 
     @torch.no_grad()
     def encode(self, y: torch.Tensor) -> torch.Tensor:
-        """Network intensities y -> standardised latents (on the model's device)."""
-        with self._autocast():
-            raw = self.autoencoder.encode(y.to(self.device)).float()
-        return (raw - self.latent_mean) / self.latent_std
+        """Network intensities y -> standardised latents (float32, on the model's device; for the audit)."""
+        return (self.autoencoder.encode(y.to(self.device)) - self.latent_mean) / self.latent_std
 
     def draw_total_counts(self, class_id: int, rng: np.random.Generator) -> float:
         """A total count (all views) from the training distribution of the class (inverse CDF)."""
