@@ -112,6 +112,8 @@ def time_stock(parameters: int, views: int, shape, images: int, steps: int = 20,
     labels = torch.cat([torch.full((images,), 2), torch.zeros(images, dtype=torch.long)]).to(device)
     autocast = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
+    with torch.inference_mode(), autocast:
+        unet(torch.cat([x, x]), scheduler.timesteps[0], class_labels=labels)  # warm-up (CUDA kernels, allocator)
     began = time.perf_counter()
     with torch.inference_mode(), autocast:
         for t in scheduler.timesteps:
