@@ -16,10 +16,10 @@ With ``--device cuda --precision bf16`` both run on the GPU in bfloat16. ``--pap
 initialised model of ``recipes/paper.toml`` (2x512x128, latent 8x64x16; speed does not depend on the weights)
 instead of a trained one: the GPU target of issue 4 (>= 40 scans/s on one H100) is
 
-    python benchmarks/sample_speed.py --paper --device cuda --precision bf16 --n 2000 --skip-clinical
+    python benchmarks/sample_speed.py --paper --device cuda --precision bf16 --n 2000 --skip-clinical --workers 4
 
 Usage: ``python benchmarks/sample_speed.py [--n 5000] [--model DIR | --paper] [--device cpu|cuda]
-[--precision fp32|bf16] [--out /tmp/bench] [--stock-images 4]``.
+[--precision fp32|bf16] [--workers N] [--out /tmp/bench] [--stock-images 4]``.
 Prints a Markdown block for benchmarks/RESULTS.md and writes ``OUT/sample_speed.json``.
 """
 
@@ -38,13 +38,15 @@ from pathlib import Path
 
 
 def time_synthscan(n: int, model: str | None, out: Path, batch_size: int, device: str = "cpu",
-                   precision: str = "fp32") -> dict:
+                   precision: str = "fp32", workers: int | None = None) -> dict:
     if out.exists():
         shutil.rmtree(out)
     command = [sys.executable, "-m", "synthscan", "sample", "--condition", "metastasis", "-n", str(n), "--out",
                str(out), "--quiet", "--batch-size", str(batch_size), "--device", device, "--precision", precision]
     if model:
         command += ["--model", model]
+    if workers:
+        command += ["--workers", str(workers)]
     began = time.perf_counter()
     process = subprocess.Popen(command)
     peak_tree = 0
@@ -138,6 +140,7 @@ def main(argv=None) -> int:
     parser.add_argument("--paper", action="store_true", help="a random model of recipes/paper.toml instead")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both pipelines)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--workers", type=int, help="synthscan sample --workers (default: its own)")
     args = parser.parse_args(argv)
 
     import torch
@@ -152,7 +155,8 @@ def main(argv=None) -> int:
     model = SynthscanModel.from_pretrained(model_dir or DEFAULT_MODEL)
     parameters = sum(p.numel() for p in model.parameters())
     views, grid, matrix = len(model.views), model.info["grid"], model.info["matrix"]
-    ours = time_synthscan(args.n, model_dir, out / "samples", args.batch_size, args.device, args.precision)
+    ours = time_synthscan(args.n, model_dir, out / "samples", args.batch_size, args.device, args.precision,
+                          args.workers)
     settings = dict(device=args.device, precision=args.precision)
     stock = {"canonical": time_stock(parameters, views, grid, args.stock_images, **settings)}
     if not args.skip_clinical:

@@ -65,7 +65,7 @@ class SampleRequest:
     audit: Path | None = None  # an audit index (synthscan audit --save-index): near-copies are re-drawn
     max_redraws: int = 20
     workers: int | None = None  # processes of a plain run (None: see _local_workers); 1 under accelerate/torchrun
-    device: str = "cpu"  # "cuda" (one process per GPU under accelerate launch / torchrun) or "cuda:N"
+    device: str = "cpu"  # "cuda" (processes take the GPUs in turn) or "cuda:N"
     precision: str = "fp32"  # "bf16": the networks run in bfloat16 autocast
 
     def __post_init__(self):
@@ -228,10 +228,10 @@ def _local_workers(request: SampleRequest) -> int:
     least four batches each (starting a worker costs seconds: torch and diffusers are imported afresh)."""
     import os
 
-    if request.device != "cpu":
-        return 1  # one process drives the GPU; more GPUs: accelerate launch / torchrun
     if request.workers is not None:
         return request.workers
+    if request.device != "cpu":
+        return 1  # one process drives the GPU; --workers N for more CPU cores on counts and files
     return max(1, min(os.cpu_count() or 1, 8, request.n // (4 * request.batch_size)))
 
 
@@ -243,7 +243,7 @@ def _shard(model, request: SampleRequest, rank: int, world: int, report) -> tupl
     seeds = _seeds(request, rank, world)
     network_threads, writer_threads = _threads(world, request.device != "cpu")
     torch.set_num_threads(network_threads)
-    model.to_device(_device(request.device), request.precision)
+    model.to_device(_device(request.device, rank), request.precision)
     writer = _Writer(model, request, tuple(request.matrix or model.info["matrix"]), _auditor(request.audit, model))
     finished = {s for s in seeds if writer.complete(s)}
     todo = [s for s in seeds if s not in finished]
@@ -332,11 +332,17 @@ def _threads(processes: int, gpu: bool = False) -> tuple[int, int]:
     return max(1, network), max(1, cores - network)
 
 
-def _device(device: str) -> str:
-    """The torch device of this process: ``cuda`` is the local GPU of a launched process (LOCAL_RANK)."""
+def _device(device: str, rank: int) -> str:
+    """The torch device of process ``rank``: with ``cuda``, processes take the GPUs in turn (by LOCAL_RANK
+    under accelerate launch / torchrun), so several processes may share one GPU."""
     import os
 
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if device == "cuda" else device
+    if device != "cuda":
+        return device
+    import torch
+
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    return f"cuda:{local % max(1, torch.cuda.device_count())}"
 
 
 def _generate(model, writer: "_Writer", seeds: list[int], request: SampleRequest, report,

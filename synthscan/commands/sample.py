@@ -30,9 +30,9 @@ def register(subparsers):
     parser.add_argument("--max-redraws", type=int, default=20, help="re-draws per scan before giving up "
                         "(default 20; then exit 2: the generator memorizes)")
     parser.add_argument("--workers", type=int, help="worker processes (default: one per CPU core, at most 8, with at "
-                        "least four batches each; ignored under accelerate launch / torchrun)")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N; under accelerate launch / "
-                        "torchrun, cuda is each process's own GPU")
+                        "least four batches each; one with --device cuda; ignored under accelerate launch / torchrun)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N; with cuda, processes "
+                        "(--workers, or accelerate launch / torchrun) take the GPUs in turn")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="network precision (default fp32; bf16 for GPUs: the same seed then gives a slightly "
                         "different scan)")

@@ -168,6 +168,20 @@ def test_bf16_networks_give_nearly_the_fp32_scans_and_say_so(model_dir, tmp_path
     assert set(read_manifest(tmp_path / "fp32" / "manifest.csv")["device"]) == {"cpu"}
 
 
+def test_cuda_processes_take_the_gpus_in_turn(monkeypatch):
+    from synthscan.sample import _device, _local_workers
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert [_device("cuda", rank) for rank in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert _device("cuda:1", 0) == "cuda:1" and _device("cpu", 1) == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a launched process: its local rank, not its global one
+    assert _device("cuda", 6) == "cuda:1"
+    request = SampleRequest("normal", 10_000, Path("out"), device="cuda")
+    assert _local_workers(request) == 1
+    assert _local_workers(SampleRequest("normal", 10_000, Path("out"), device="cuda", workers=4)) == 4
+
+
 @pytest.mark.gpu
 def test_cuda_bf16_sampling_matches_the_cpu_scans(tmp_path):
     """The bundled model on the GPU in bf16: same totals, nearly the same count pattern as on the CPU."""
