@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from synthscan.errors import BadInputError
-from synthscan.model.conditions import CONDITIONS, NEGATIVE_CONDITIONS, is_negative_for
+from synthscan.model.conditions import AMYLOID_CLASSES, CONDITIONS, NEGATIVE_CONDITIONS, is_negative_for
 from synthscan.model.guidance import interval_ok
 
 
@@ -98,7 +98,8 @@ class SamplerConfig:
     solver: str = "dpmpp_2m"  # or "heun"
     steps: int = 10
     guidance_scale: float = 1.0  # 1 = plain conditional model (no extra unconditional pass)
-    condition_guidance: dict[str, float] = field(default_factory=dict)  # per condition, instead of guidance_scale
+    condition_guidance: dict[str, float] = field(default_factory=dict)  # per condition or amyloid grade
+    # ("amyloidosis-g3"), instead of guidance_scale
     negative_condition: dict[str, str] = field(default_factory=dict)  # condition -> condition to guide away from
     negative_scale: float = 0.0  # weight of the negative condition (0: none)
     guidance_interval: tuple[float, ...] = ()  # noise levels (lo, hi] where guidance applies; (): all
@@ -137,9 +138,9 @@ class TrainConfig:
             (self.sampler.solver in ("dpmpp_2m", "heun"), "sampler.solver must be dpmpp_2m or heun"),
             (self.sampler.steps >= 1, "sampler.steps must be >= 1"),
             (self.sampler.guidance_scale >= 0, "sampler.guidance_scale must be >= 0"),
-            (set(self.sampler.condition_guidance) <= set(CONDITIONS) and all(
+            (set(self.sampler.condition_guidance) <= set(CONDITIONS) | set(AMYLOID_CLASSES) and all(
                 g >= 0 for g in self.sampler.condition_guidance.values()),
-             f"sampler.condition_guidance takes {', '.join(CONDITIONS)} with scales >= 0"),
+             f"sampler.condition_guidance takes {', '.join(CONDITIONS + AMYLOID_CLASSES)} with scales >= 0"),
             (set(self.sampler.negative_condition) <= set(CONDITIONS) and all(
                 is_negative_for(k, v) for k, v in self.sampler.negative_condition.items()),
              f"sampler.negative_condition maps {', '.join(CONDITIONS)} to another condition of "

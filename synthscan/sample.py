@@ -144,7 +144,7 @@ def sample(request: SampleRequest, model_dir=None, progress: bool = True) -> Sam
     folder = DEFAULT_MODEL if model_dir is None else Path(model_dir)
     sampler = read_model_config(folder).get("sampler", {})  # refuses a folder that is no model, before any work
     resolve_guidance(sampler, request.condition, request.guidance_scale, request.negative_condition,
-                     request.negative_scale, request.guidance_interval)
+                     request.negative_scale, request.guidance_interval, request.grade)
     if request.device != "cpu":
         import torch
 
@@ -380,22 +380,43 @@ class _Writer:
         self.model, self.request, self.matrix, self.auditor = model, request, tuple(matrix), auditor
         sampler = model.info["sampler"]
         self.steps = request.steps or sampler["steps"]
-        self.guidance, self.negative_condition = resolve_guidance(
-            sampler, request.condition, request.guidance_scale, request.negative_condition, request.negative_scale,
-            request.guidance_interval)
+        self._guidance = {}  # class id -> Guidance (amyloid grades may have their own scales)
+        self.negative_condition = resolve_guidance(sampler, request.condition, request.guidance_scale,
+                                                   request.negative_condition, request.negative_scale)[1]
         self.solver = request.solver or sampler["solver"]
         self.spacing = model.output_spacing_mm(self.matrix)
         tracers = model.info.get("data", {}).get("tracers", [])
         self.tracer = tracers[0] if len(tracers) == 1 else None
         self.folder = request.out / folder_name(request.condition, request.grade)
 
+    def guidance(self, class_id: int):
+        """Guidance of the scans of ``class_id`` (the request's settings, else the model's for its condition and
+        amyloid grade)."""
+        if class_id not in self._guidance:
+            request = self.request
+            grade = labels_for(class_id)["amyloid_grade"] if request.condition == "amyloidosis" else None
+            self._guidance[class_id] = resolve_guidance(
+                self.model.info["sampler"], request.condition, request.guidance_scale, request.negative_condition,
+                request.negative_scale, request.guidance_interval, grade)[0]
+        return self._guidance[class_id]
+
     def expected_counts(self, seeds, class_ids, totals) -> np.ndarray:
-        """Expected counts of one batch at the run's matrix and sampler settings."""
+        """Expected counts of one batch at the run's matrix and sampler settings (one pass per guidance, so a batch
+        may mix amyloid grades with their own scales)."""
         import torch
 
+        groups = {}
+        for i, class_id in enumerate(class_ids):
+            groups.setdefault(self.guidance(class_id), []).append(i)
+        counts = [None] * len(seeds)
         with torch.inference_mode():
-            return self.model.expected_counts(seeds, class_ids, totals, self.matrix, self.guidance, self.steps,
-                                              self.solver).numpy()
+            for guidance, index in groups.items():
+                part = self.model.expected_counts([seeds[i] for i in index], [class_ids[i] for i in index],
+                                                  [totals[i] for i in index], self.matrix, guidance, self.steps,
+                                                  self.solver).numpy()
+                for i, expected in zip(index, part):
+                    counts[i] = expected
+        return np.stack(counts)
 
     def paths(self, seed: int) -> dict:
         suffix = {"dicom": ".dcm", "png": ".png"}
@@ -410,7 +431,7 @@ class _Writer:
         labels = labels_for(class_id)
         audit = {} if redraws is None else {"audit_redraws": redraws}
         return {"model": self.model.hash, "seed": seed, "condition": labels["condition"],
-                "amyloid_grade": labels["amyloid_grade"], **self._settings(), **audit}
+                "amyloid_grade": labels["amyloid_grade"], **self._settings(class_id), **audit}
 
     def audited(self, scan, seed: int, class_id: int):
         """``scan``, or its re-draw with fresh noise while the audit flags it as a near-copy; (scan, redraws)."""
@@ -473,15 +494,16 @@ class _Writer:
                 "pixel_spacing_mm": round(self.spacing[0], 4), "total_counts": total_counts,
                 "metastasis": labels["metastasis"], "amyloid_grade": labels["amyloid_grade"], "synthetic": 1,
                 "source": self.model.hash, "seed": seed, "condition": labels["condition"],
-                **self._settings(),
+                **self._settings(class_id),
                 **({} if redraws is None else {"audit_redraws": redraws})}
 
-    def _settings(self) -> dict:
-        """Sampler settings of the run, for the provenance of every scan."""
-        interval = self.guidance.interval
-        return {"guidance_scale": self.guidance.scale, "steps": self.steps, "solver": self.solver,
+    def _settings(self, class_id: int) -> dict:
+        """Sampler settings of a scan of ``class_id``, for its provenance."""
+        guidance = self.guidance(class_id)
+        interval = guidance.interval
+        return {"guidance_scale": guidance.scale, "steps": self.steps, "solver": self.solver,
                 "device": self.request.device.split(":")[0], "precision": self.request.precision,
-                "negative_condition": self.negative_condition or "none", "negative_scale": self.guidance.negative_scale,
+                "negative_condition": self.negative_condition or "none", "negative_scale": guidance.negative_scale,
                 "guidance_interval": "all" if interval is None else f"{interval[0]:g}-{interval[1]:g}"}
 
 

@@ -15,6 +15,7 @@ CONDITIONS = ("normal", "metastasis", "amyloidosis")
 NULL_CLASS = 0
 CLASS_NAMES = ("null", "normal", "metastasis", "amyloidosis-g1", "amyloidosis-g2", "amyloidosis-g3")
 NUM_CLASSES = len(CLASS_NAMES)
+AMYLOID_CLASSES = CLASS_NAMES[3:]  # "amyloidosis-g1" ... "-g3" (also keys of per-grade sampler settings)
 AMYLOID_GRADES = (1, 2, 3)
 NEGATIVE_CONDITIONS = ("normal", "metastasis")  # one class each (amyloidosis spans three grade classes)
 

@@ -26,9 +26,13 @@ def interval_ok(interval) -> bool:
     return len(interval) == 2 and 0 <= interval[0] < interval[1]
 
 
-def guidance_scale(sampler: dict, condition: str) -> float:
-    """Default guidance scale of ``condition``: ``condition_guidance`` where it names it, else ``guidance_scale``."""
-    return float(sampler.get("condition_guidance", {}).get(condition, sampler["guidance_scale"]))
+def guidance_scale(sampler: dict, condition: str, grade: int | None = None) -> float:
+    """Default guidance scale of ``condition`` (of amyloid ``grade``): ``condition_guidance`` where it names the
+    grade ("amyloidosis-g3") or else the condition, otherwise ``guidance_scale``."""
+    scales = sampler.get("condition_guidance", {})
+    if grade is not None and f"{condition}-g{grade}" in scales:
+        return float(scales[f"{condition}-g{grade}"])
+    return float(scales.get(condition, sampler["guidance_scale"]))
 
 
 def negative_guidance(sampler: dict, condition: str, negative: str | None = None,
@@ -50,11 +54,11 @@ def negative_guidance(sampler: dict, condition: str, negative: str | None = None
 
 
 def resolve(sampler: dict, condition: str, scale: float | None = None, negative: str | None = None,
-            negative_scale: float | None = None,
-            interval: tuple[float, float] | None = None) -> tuple[Guidance, str | None]:
-    """(guidance, negative condition or None) of a run sampling ``condition``; None arguments take the model's
-    defaults, and an interval ending at inf means every step."""
-    scale = guidance_scale(sampler, condition) if scale is None else float(scale)
+            negative_scale: float | None = None, interval: tuple[float, float] | None = None,
+            grade: int | None = None) -> tuple[Guidance, str | None]:
+    """(guidance, negative condition or None) of scans of ``condition`` (and amyloid ``grade``); None arguments
+    take the model's defaults, and an interval ending at inf means every step."""
+    scale = guidance_scale(sampler, condition, grade) if scale is None else float(scale)
     negative, negative_scale = negative_guidance(sampler, condition, negative, negative_scale)
     interval = tuple(interval or sampler.get("guidance_interval", ())) or None
     if interval is not None and interval[1] == math.inf:

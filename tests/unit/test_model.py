@@ -48,6 +48,7 @@ def test_config_precedence_and_roundtrip(tmp_path):
     ("[sampler]\nsolver = 'euler'\n", "sampler.solver must be"),
     ("[data]\nrows = 250\n", "divisible"),
     ("[sampler]\ncondition_guidance = {tumour = 3}\n", "condition_guidance takes normal, metastasis, amyloidosis"),
+    ("[sampler]\ncondition_guidance = {amyloidosis-g4 = 3}\n", "amyloidosis-g1, amyloidosis-g2, amyloidosis-g3"),
     ("[sampler]\ncondition_guidance = {metastasis = 'high'}\n", "condition_guidance: expected dict"),
     ("[sampler]\nnegative_condition = {normal = 'normal'}\n", "negative_condition maps .* to another condition"),
     ("[sampler]\nnegative_condition = {normal = 'amyloidosis'}\n", "of normal, metastasis"),
@@ -205,6 +206,11 @@ def test_guidance_settings_take_the_models_defaults_unless_overridden():
         Guidance(5.0, class_for("metastasis"), 1.0, (0.1, 5.0)), "metastasis")
     assert resolve_guidance(sampler, "metastasis", negative="normal", negative_scale=0.5, interval=(1.0, 2.0)) == (
         Guidance(8.0, class_for("normal"), 0.5, (1.0, 2.0)), "normal")
+    graded = {**sampler, "condition_guidance": {"amyloidosis": 4.0, "amyloidosis-g3": 1.5}}
+    assert [resolve_guidance(graded, "amyloidosis", grade=g)[0].scale for g in (None, 1, 2, 3)] == [4.0, 4.0, 4.0, 1.5]
+    assert resolve_guidance(graded, "amyloidosis", 2.0, grade=3)[0].scale == 2.0  # an explicit scale wins
+    assert resolve_guidance({**graded, "condition_guidance": {"amyloidosis-g3": 1.5}}, "amyloidosis",
+                            grade=2)[0].scale == 5.0  # no key for the grade or condition: guidance_scale
     with pytest.raises(BadInputError, match="needs a negative condition"):
         resolve_guidance(sampler, "metastasis", negative_scale=1.0)
     with pytest.raises(BadInputError, match="needs --negative-scale > 0"):
@@ -285,3 +291,4 @@ def test_the_bundled_model_was_trained_by_the_default_cpu_recipe():
     assert [resolve_guidance(model.info["sampler"], c) for c in ("normal", "metastasis", "amyloidosis")] == [
         (Guidance(5.0, class_for("metastasis"), 2.0, (0.1, 5.0)), "metastasis"),
         (Guidance(8.0, None, 0.0, (0.1, 5.0)), None), (Guidance(4.0, None, 0.0, (0.1, 5.0)), None)]
+    assert [resolve_guidance(model.info["sampler"], "amyloidosis", grade=g)[0].scale for g in (1, 2, 3)] == [4.0, 4.0, 1.5]

@@ -254,6 +254,24 @@ def test_per_condition_guidance_is_the_default_and_an_explicit_scale_wins(tmp_pa
         assert np.abs(default - _counts(tmp_path / "explicit-1", "metastasis", seed)).max() > 1
 
 
+def test_amyloid_grades_drawn_in_one_batch_keep_their_own_guidance(tmp_path):
+    model = tiny_model(seed=1)
+    model.info["sampler"] = {**model.info["sampler"], "condition_guidance": {"amyloidosis": 2.0, "amyloidosis-g3": 5.0}}
+    folder = model.save_pretrained(tmp_path / "model")
+    runs = {"drawn": {"batch_size": 8}, "one-by-one": {"batch_size": 1}, "all-at-2": {"guidance_scale": 2.0}}
+    for name, options in runs.items():
+        sample(SampleRequest("amyloidosis", 8, tmp_path / name, seed=0, workers=1, **options), folder, progress=False)
+    frame = read_manifest(tmp_path / "drawn" / "manifest.csv")
+    assert set(frame["amyloid_grade"]) == {2, 3}
+    assert (frame["guidance_scale"].astype(float) == frame["amyloid_grade"].map({2: 2.0, 3: 5.0})).all()
+    assert set(read_manifest(tmp_path / "all-at-2" / "manifest.csv")["guidance_scale"].astype(float)) == {2.0}
+    for seed, grade in zip(frame["seed"].astype(int), frame["amyloid_grade"]):
+        drawn = _counts(tmp_path / "drawn", "amyloidosis", seed)
+        assert np.abs(drawn - _counts(tmp_path / "one-by-one", "amyloidosis", seed)).max() <= 1
+        difference = np.abs(drawn - _counts(tmp_path / "all-at-2", "amyloidosis", seed)).max()
+        assert difference <= 1 if grade == 2 else difference > 1
+
+
 def test_the_models_negative_condition_is_the_default_and_can_be_turned_off(tmp_path):
     model = tiny_model(seed=1)
     model.info["sampler"] = {**model.info["sampler"], "guidance_scale": 2.0,
