@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from synthscan.errors import BadInputError
-from synthscan.model.conditions import class_for
+from synthscan.model.conditions import class_for, folder_name
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,7 @@ def guidance_scale(sampler: dict, condition: str, grade: int | None = None) -> f
     """Default guidance scale of ``condition`` (of amyloid ``grade``): ``condition_guidance`` where it names the
     grade ("amyloidosis-g3") or else the condition, otherwise ``guidance_scale``."""
     scales = sampler.get("condition_guidance", {})
-    if grade is not None and f"{condition}-g{grade}" in scales:
-        return float(scales[f"{condition}-g{grade}"])
-    return float(scales.get(condition, sampler["guidance_scale"]))
+    return float(scales.get(folder_name(condition, grade), scales.get(condition, sampler["guidance_scale"])))
 
 
 def negative_guidance(sampler: dict, condition: str, negative: str | None = None,
