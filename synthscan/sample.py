@@ -408,15 +408,16 @@ class _Writer:
         groups = {}
         for i, class_id in enumerate(class_ids):
             groups.setdefault(self.guidance(class_id), []).append(i)
-        counts = [None] * len(seeds)
         with torch.inference_mode():
-            for guidance, index in groups.items():
-                part = self.model.expected_counts([seeds[i] for i in index], [class_ids[i] for i in index],
-                                                  [totals[i] for i in index], self.matrix, guidance, self.steps,
-                                                  self.solver).numpy()
-                for i, expected in zip(index, part):
-                    counts[i] = expected
-        return np.stack(counts)
+            parts = [(index, self.model.expected_counts(
+                [seeds[i] for i in index], [class_ids[i] for i in index], [totals[i] for i in index], self.matrix,
+                guidance, self.steps, self.solver).numpy()) for guidance, index in groups.items()]
+        if len(parts) == 1:
+            return parts[0][1]  # one guidance (one condition, or one grade): no copy of the batch
+        counts = np.empty((len(seeds), *parts[0][1].shape[1:]), np.float32)
+        for index, part in parts:
+            counts[index] = part
+        return counts
 
     def paths(self, seed: int) -> dict:
         suffix = {"dicom": ".dcm", "png": ".png"}
