@@ -257,7 +257,7 @@ def synthetic_plan(run: Run) -> dict[str, int]:
 
 def stage_sample(run: Run) -> dict:
     from synthscan.model.pipeline import SynthscanModel
-    from synthscan.model.conditions import folder_name
+    from synthscan.model.conditions import DRAWN_AMYLOID_GRADES, folder_name
     from synthscan.model.guidance import guidance_scale, negative_guidance
     from synthscan.sample import SampleRequest, sample
 
@@ -277,9 +277,9 @@ def stage_sample(run: Run) -> dict:
         seed += n  # disjoint noise seeds per condition
     write_manifest(pd.concat(frames, ignore_index=True), run.path("synthetic", "manifest.csv"))
     config = model.info.get("sampler", {})
-    guidance = generator["guidance_scale"] or {  # amyloidosis: the grades drawn without --grade, 2 and 3
+    guidance = generator["guidance_scale"] or {  # amyloidosis: each grade it draws without --grade
         folder_name(c, g): guidance_scale(config, c, g) for c in synthetic_plan(run)
-        for g in ((2, 3) if c == "amyloidosis" else (None,))}
+        for g in (DRAWN_AMYLOID_GRADES if c == "amyloidosis" else (None,))}
     negative = {c: negative_guidance(config, c) for c in synthetic_plan(run)}
     run.update_info(generator={"source": generator["model"], "model_hash": model.hash, "guidance_scale": guidance,
                                "negative_guidance": {c: list(pair) for c, pair in negative.items() if pair[0]},

@@ -36,7 +36,7 @@ import pandas as pd
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path
 from synthscan.model.conditions import check_condition, check_negative, class_for, folder_name, labels_for
-from synthscan.model.guidance import interval_ok
+from synthscan.model.guidance import interval_ok, negative_guidance
 from synthscan.model.guidance import resolve as resolve_guidance
 
 FORMATS = ("dicom", "png")
@@ -381,8 +381,8 @@ class _Writer:
         sampler = model.info["sampler"]
         self.steps = request.steps or sampler["steps"]
         self._guidance = {}  # class id -> Guidance (amyloid grades may have their own scales)
-        self.negative_condition = resolve_guidance(sampler, request.condition, request.guidance_scale,
-                                                   request.negative_condition, request.negative_scale)[1]
+        self.negative_condition = negative_guidance(sampler, request.condition, request.negative_condition,
+                                                    request.negative_scale)[0]
         self.solver = request.solver or sampler["solver"]
         self.spacing = model.output_spacing_mm(self.matrix)
         tracers = model.info.get("data", {}).get("tracers", [])

@@ -17,6 +17,7 @@ CLASS_NAMES = ("null", "normal", "metastasis", "amyloidosis-g1", "amyloidosis-g2
 NUM_CLASSES = len(CLASS_NAMES)
 AMYLOID_CLASSES = CLASS_NAMES[3:]  # "amyloidosis-g1" ... "-g3" (also keys of per-grade sampler settings)
 AMYLOID_GRADES = (1, 2, 3)
+DRAWN_AMYLOID_GRADES = (2, 3)  # amyloidosis without --grade (DESIGN.md section 5: amyloidosis means grade >= 2)
 NEGATIVE_CONDITIONS = ("normal", "metastasis")  # one class each (amyloidosis spans three grade classes)
 
 

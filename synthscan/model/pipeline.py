@@ -27,7 +27,7 @@ from torch import nn
 from synthscan.errors import BadInputError
 from synthscan.io.atomic import atomic_path
 from synthscan.model.autoencoder import Autoencoder
-from synthscan.model.conditions import CLASS_NAMES, NUM_CLASSES
+from synthscan.model.conditions import CLASS_NAMES, DRAWN_AMYLOID_GRADES, NUM_CLASSES, folder_name
 from synthscan.model.folder import CONFIG, FORMAT, WEIGHTS, file_hash, read_model_config
 from synthscan.model.precond import EDMDenoiser, build_unet, karras_sigmas
 from synthscan.model.guidance import Guidance
@@ -142,9 +142,10 @@ class SynthscanModel(nn.Module):
     def draw_amyloid_grade(self, rng: np.random.Generator) -> int:
         """Grade 2 or 3 in proportion to their training frequencies (DESIGN.md: amyloidosis without --grade)."""
         counts = self.info["class_counts"]
-        weights = np.array([counts.get("amyloidosis-g2", 0), counts.get("amyloidosis-g3", 0)], dtype=float)
+        low, high = DRAWN_AMYLOID_GRADES
+        weights = np.array([counts.get(folder_name("amyloidosis", g), 0) for g in (low, high)], dtype=float)
         weights = weights / weights.sum() if weights.sum() > 0 else np.array([0.5, 0.5])
-        return 2 if rng.random() < weights[0] else 3
+        return low if rng.random() < weights[0] else high
 
     @torch.no_grad()
     def expected_counts(self, seeds, class_ids, total_counts, matrix, guidance: Guidance, steps: int | None = None,
