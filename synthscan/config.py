@@ -8,7 +8,7 @@ into the model's ``config.json``, so a model can always say how it was made.
 Sections (one dataclass each, see the fields for meaning and units):
 ``[data]`` canonical grid, ``[autoencoder]`` network, ``[denoiser]`` network and EDM noise distribution,
 ``[perceptual]`` critic and weight of the perceptual fine-tuning, ``[train_autoencoder]`` / ``[train_perceptual]``
-/ ``[train_denoiser]`` optimisation, ``[sampler]`` defaults used by ``synthscan sample``,
+/ ``[train_denoiser]`` / ``[train_decoder]`` optimisation, ``[sampler]`` defaults used by ``synthscan sample``,
 plus top-level ``seed``, checkpointing and precision keys.
 """
 
@@ -40,6 +40,7 @@ class AutoencoderConfig:
     channels: tuple[int, ...] = (16, 32, 64)  # per level, finest first; the latent is 2**levels times smaller
     latent_channels: int = 4
     decoder_blocks: int = 1  # residual blocks per level in the decoder
+    refined_decoder_blocks: int = 0  # stage decoder grows the decoder to this many blocks per level (0: no growth)
     latent_penalty: float = 1e-4  # weight of the latent L2 term (keeps latents small and well scaled)
     latent_noise: float = 0.1  # decoder trained on latents + this x their std x N(0, 1)
     norm_groups: int = 8
@@ -66,7 +67,9 @@ class PerceptualConfig:
     A scan classifier (synthscan/model/critic.py) is fitted to the training labels; the autoencoder is then
     fine-tuned, before the denoiser learns its latents, on L1 plus ``weight`` x the relative L1 distance between
     the critic's activation maps of the reconstruction (with count noise added) and of the scan. Off while
-    ``train_perceptual.steps`` is 0.
+    ``train_perceptual.steps`` is 0. Stage ``decoder`` (``train_decoder.steps`` > 0), after the denoiser, trains
+    the decoder alone on the same loss, grown to ``autoencoder.refined_decoder_blocks`` blocks per level; the
+    encoder is frozen, so the latents the denoiser learnt stay valid.
     """
 
     width: int = 16  # critic channels at its first stage (x2 per stage)
@@ -127,6 +130,8 @@ class TrainConfig:
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     train_perceptual: StageConfig = field(default_factory=lambda: StageConfig(
         steps=0, batch_size=16, lr=3e-4, ema_decay=0.0))
+    train_decoder: StageConfig = field(default_factory=lambda: StageConfig(  # after the denoiser; 0 steps: off
+        steps=0, batch_size=16, lr=3e-4, ema_decay=0.0))
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self):
@@ -164,7 +169,10 @@ class TrainConfig:
         checks.append(((self.data.rows // factor) % latent_factor == 0 and (self.data.cols // factor) % latent_factor == 0,
                        f"latent grid {self.data.rows // factor}x{self.data.cols // factor} must be divisible by "
                        f"the denoiser's downsampling factor {latent_factor}"))
-        for name in ("train_autoencoder", "train_perceptual"):
+        refined = self.autoencoder.refined_decoder_blocks
+        checks.append((refined == 0 or refined >= self.autoencoder.decoder_blocks,
+                       "autoencoder.refined_decoder_blocks must be 0 or >= autoencoder.decoder_blocks"))
+        for name in ("train_autoencoder", "train_perceptual", "train_decoder"):
             crop = getattr(self, name).crop_rows
             checks.append((crop == 0 or (crop % factor == 0 and crop <= self.data.rows),
                            f"{name}.crop_rows={crop} must be 0 or a multiple of {factor} <= data.rows"))
@@ -172,7 +180,7 @@ class TrainConfig:
         checks += [(p.width >= 1 and p.epochs >= 1 and p.batch_size >= 2, "perceptual.width and epochs must be >= 1, "
                     "batch_size >= 2"), (p.weight >= 0, "perceptual.weight must be >= 0"),
                    (0 < p.thinning <= 1, "perceptual.thinning must be in (0, 1]")]
-        for name in ("train_autoencoder", "train_perceptual", "train_denoiser"):
+        for name in ("train_autoencoder", "train_perceptual", "train_denoiser", "train_decoder"):
             stage = getattr(self, name)
             checks += [
                 (stage.steps >= 0, f"{name}.steps must be >= 0"),

@@ -1,13 +1,17 @@
-"""Training of the generator with Accelerate: autoencoder, (optional) perceptual fine-tuning, EDM latent denoiser.
+"""Training of the generator with Accelerate: autoencoder, (optional) perceptual fine-tuning, EDM latent denoiser,
+(optional) decoder refinement.
 
-One command, up to three stages. Rombach et al. 2022: the autoencoder is trained first, then frozen while the
+One command, up to four stages. Rombach et al. 2022: the autoencoder is trained first, then frozen while the
 diffusion model learns its latents. When ``train_perceptual.steps`` > 0, a scan classifier (the critic) is
 fitted to the training labels on the main process between the two, as the fidelity judge is but from another
 seed, and the autoencoder is fine-tuned on L1 plus a perceptual loss in the critic's activations, as the
 Stable Diffusion autoencoder pairs L1 with LPIPS. An L1-trained autoencoder smooths small hot spots (its loss
 is dominated by count noise); the perceptual term keeps what a classifier of the labels attends to. The
 encoder is fine-tuned too (it keeps more lesions than a decoder-only fine-tuning, benchmarks/RESULTS.md), so
-the stage runs before the denoiser. Each stage is an Accelerate loop in the manner of diffusers'
+the stage runs before the denoiser. When ``train_decoder.steps`` > 0, a last stage trains the decoder alone on
+the same loss, grown to ``autoencoder.refined_decoder_blocks`` residual blocks per level (the new blocks start
+as identities): the encoder is frozen, so the denoiser's latents stay valid, and a deeper decoder draws finer
+structure from them (benchmarks/RESULTS.md). Each stage is an Accelerate loop in the manner of diffusers'
 ``train_unconditional.py``: ``Accelerator(gradient_accumulation_steps, mixed_precision)`` (bf16 on CUDA),
 AdamW with linear warm-up and cosine decay (a pure function of the step), gradient clipping, an EMA of the
 weights updated when ``sync_gradients`` (EMA decay warm-up as in diffusers' ``EMAModel``), ``save_state``
@@ -52,7 +56,7 @@ from synthscan.model.critic import ScanClassifier, fit_classifier
 from synthscan.model.pipeline import SynthscanModel
 from synthscan.preprocess import INTENSITY_REF, canonical_counts, to_network
 
-STAGES = ("autoencoder", "perceptual", "denoiser")  # in order; the index seeds each stage's randomness
+STAGES = ("autoencoder", "perceptual", "denoiser", "decoder")  # in order; the index seeds each stage's randomness
 REQUIRED_COLUMNS = ("study_id", "patient_id", "path", "views", "metastasis", "amyloid_grade")
 
 
@@ -338,6 +342,19 @@ class AutoencoderForTraining(torch.nn.Module):
         return reconstruction, latents
 
 
+class DecoderForTraining(AutoencoderForTraining):
+    """As :class:`AutoencoderForTraining` with the encoder frozen: only the decoder learns."""
+
+    def __init__(self, autoencoder):
+        super().__init__(autoencoder)
+        autoencoder.encoder.requires_grad_(False)
+
+    def forward(self, batch, noise, latent_noise: float):
+        with torch.no_grad():
+            latents = self.autoencoder.encode(batch)
+        return self.autoencoder.decode(latents + latent_noise * latents.std() * noise), latents
+
+
 def autoencoder_loss(images: torch.Tensor, config: TrainConfig, crop: int, critic=None, sigma=None):
     """L1 reconstruction of (a random row band of) the scans plus the latent L2 penalty. With a ``critic``
     (stage ``perceptual``), plus ``perceptual.weight`` x the relative L1 distance between the critic's stage
@@ -472,10 +489,11 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
 
     autoencoder = stage("autoencoder", AutoencoderForTraining(autoencoder),
                         autoencoder_loss(images, config, config.train_autoencoder.crop_rows), len(images), unwrap)
-    if config.train_perceptual.steps > 0:
+    if config.train_perceptual.steps > 0 or config.train_decoder.steps > 0:
         critic = train_critic(run, state, data, log, progress)
-        loss_fn = autoencoder_loss(images, config, config.train_perceptual.crop_rows, critic,
-                                   noise_sd(torch.from_numpy(data["canonical"])))
+        sigma = noise_sd(torch.from_numpy(data["canonical"]))
+    if config.train_perceptual.steps > 0:
+        loss_fn = autoencoder_loss(images, config, config.train_perceptual.crop_rows, critic, sigma)
         autoencoder = stage("perceptual", AutoencoderForTraining(autoencoder.requires_grad_(True)), loss_fn,
                             len(images), unwrap)
     raw = encode_all(autoencoder, images)
@@ -484,6 +502,11 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
     latents = (raw - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)
     class_ids = torch.from_numpy(data["class_ids"]).long()
     denoiser = stage("denoiser", denoiser, denoiser_loss(latents, class_ids, config), len(latents))
+    if config.train_decoder.steps > 0:
+        grown = autoencoder.with_decoder_blocks(config.autoencoder.refined_decoder_blocks
+                                                or config.autoencoder.decoder_blocks)
+        loss_fn = autoencoder_loss(images, config, config.train_decoder.crop_rows, critic, sigma)
+        autoencoder = stage("decoder", DecoderForTraining(grown.requires_grad_(True)), loss_fn, len(images), unwrap)
     reconstruction_l1 = float((autoencoder.decode(raw[:256]) - images[:256]).abs().mean())
 
     info = {**summary, "grid": [config.data.rows, config.data.cols], "latent_mean": mean.tolist(),

@@ -94,3 +94,20 @@ class Autoencoder(nn.Module):
 
     def forward(self, x):
         return self.decode(self.encode(x))
+
+    def with_decoder_blocks(self, blocks: int) -> "Autoencoder":
+        """A copy with ``blocks`` residual blocks per decoder level: the existing layers keep their weights and
+        the added blocks start as identities (last convolution zero), so the copy decodes exactly as this one."""
+        if blocks < self.config["decoder_blocks"]:
+            raise ValueError(f"cannot shrink the decoder from {self.config['decoder_blocks']} to {blocks} blocks")
+        grown = Autoencoder(**{**self.config, "decoder_blocks": blocks}).to(next(self.parameters()).device)
+        grown.encoder.load_state_dict(self.encoder.state_dict())
+        old, new = list(self.decoder.layers), iter(grown.decoder.layers)
+        for index, layer in enumerate(old):  # same order; each level's added blocks follow its last block
+            next(new).load_state_dict(layer.state_dict())
+            if index >= 2 and isinstance(layer, ResidualBlock) and not isinstance(old[index + 1], ResidualBlock):
+                for _ in range(blocks - self.config["decoder_blocks"]):
+                    added = next(new)
+                    nn.init.zeros_(added.conv2.weight)
+                    nn.init.zeros_(added.conv2.bias)
+        return grown

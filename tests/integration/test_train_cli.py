@@ -27,7 +27,8 @@ def cohort(tmp_path_factory):
 
 def _train_command(manifest, out, *extra):
     return [sys.executable, "-m", "synthscan", "train", "--recipe", str(RECIPE), "--data", str(manifest),
-            "--out", str(out), "--set", "train_denoiser.steps=12", "--set", "train_perceptual.steps=12", *extra]
+            "--out", str(out), "--set", "train_denoiser.steps=12", "--set", "train_perceptual.steps=12",
+            "--set", "train_decoder.steps=12", *extra]
 
 
 def _weights(folder: Path) -> dict:
@@ -41,7 +42,7 @@ def uninterrupted(cohort, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("stage", ["perceptual", "denoiser"])  # a middle stage; the last (EMA) stage
+@pytest.mark.parametrize("stage", ["perceptual", "denoiser", "decoder"])  # middle stages (one with EMA), the last
 def test_resume_after_kill_ends_bitwise_equal_to_an_uninterrupted_run(cohort, uninterrupted, stage, tmp_path):
 
     killed = tmp_path / "killed"
@@ -105,9 +106,10 @@ def test_rerun_with_another_config_and_bad_manifests_are_refused(cohort, tmp_pat
                  "--set", "train_denoiser.stepz=3"]) == 2
 
 
-def test_perceptual_stage_fine_tunes_the_autoencoder_before_the_denoiser_learns_its_latents(uninterrupted):
-    """The saved model has the fine-tuned autoencoder (encoder and decoder changed), and the denoiser's latent
-    statistics are those of the fine-tuned encoder, not of stage one's."""
+def test_perceptual_stage_tunes_the_autoencoder_before_the_denoiser_and_the_decoder_stage_refines_after(uninterrupted):
+    """The perceptual stage changes encoder and decoder, and the denoiser's latent statistics are those of the
+    tuned encoder; the decoder stage then grows and trains the decoder alone, so the saved model keeps that
+    encoder (and the denoiser's latents stay valid) with a deeper, retrained decoder."""
     import json
 
     import torch
@@ -120,22 +122,36 @@ def test_perceptual_stage_fine_tunes_the_autoencoder_before_the_denoiser_learns_
     stage_one = load_file(str(uninterrupted / "autoencoder.safetensors"))
     tuned = load_file(str(uninterrupted / "perceptual.safetensors"))
     assert tuned.keys() == stage_one.keys()
-    assert all(np.array_equal(model[f"autoencoder.{name}"], value) for name, value in tuned.items())
     for part in ("encoder.", "decoder."):
         assert any(not np.array_equal(tuned[name], stage_one[name]) for name in tuned if name.startswith(part)), part
+
+    config = json.loads((uninterrupted / "config.json").read_text())["autoencoder"]
+    assert config["decoder_blocks"] == 2  # smoke recipe: refined_decoder_blocks = 2, stage one had 1
+
+    def autoencoder(weights, blocks):
+        network = Autoencoder(**{**config, "decoder_blocks": blocks})
+        network.load_state_dict({name: torch.from_numpy(value) for name, value in weights.items()})
+        return network.eval()
+
+    grown_tuned = autoencoder(tuned, 1).with_decoder_blocks(2).state_dict()
+    refined = load_file(str(uninterrupted / "decoder.safetensors"))
+    assert refined.keys() == grown_tuned.keys()
+    assert all(np.array_equal(model[f"autoencoder.{name}"], value) for name, value in refined.items())
+    assert all(np.array_equal(refined[name], grown_tuned[name].numpy()) for name in refined if name.startswith("encoder."))
+    assert any(not np.array_equal(refined[name], grown_tuned[name].numpy()) for name in refined
+               if name.startswith("decoder."))
 
     info = SynthscanModel.from_pretrained(uninterrupted).info
     images = to_network(torch.from_numpy(np.load(next((uninterrupted / "cache").glob("*.npz")))["canonical"]))
 
-    def latent_mean(weights):
-        autoencoder = Autoencoder(**json.loads((uninterrupted / "config.json").read_text())["autoencoder"])
-        autoencoder.load_state_dict({name: torch.from_numpy(value) for name, value in weights.items()})
+    def latent_mean(network):
         with torch.no_grad():
-            return autoencoder.eval().encode(images).mean(dim=(0, 2, 3)).numpy()
+            return network.encode(images).mean(dim=(0, 2, 3)).numpy()
 
-    assert np.allclose(info["latent_mean"], latent_mean(tuned), atol=1e-5)
-    assert not np.allclose(info["latent_mean"], latent_mean(stage_one), atol=1e-3)
+    assert np.allclose(info["latent_mean"], latent_mean(autoencoder(refined, 2)), atol=1e-5)
+    assert not np.allclose(info["latent_mean"], latent_mean(autoencoder(stage_one, 1)), atol=1e-3)
     log = json.loads((uninterrupted / "run.json").read_text())
-    assert list(log["stages"]) == ["autoencoder", "perceptual", "denoiser"] and log["critic"]["epochs"] == 1
+    assert list(log["stages"]) == ["autoencoder", "perceptual", "denoiser", "decoder"] and log["critic"]["epochs"] == 1
     assert (uninterrupted / "critic.safetensors").is_file()
     assert len(pd.read_csv(uninterrupted / "loss_perceptual.csv")) == 12
+    assert len(pd.read_csv(uninterrupted / "loss_decoder.csv")) == 12
