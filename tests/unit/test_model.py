@@ -56,6 +56,8 @@ def test_config_precedence_and_roundtrip(tmp_path):
     ("[sampler]\nnegative_scale = -1\n", "negative_scale must be >= 0"),
     ("[sampler]\nguidance_interval = [5, 0.1]\n", "guidance_interval must be"),
     ("[sampler]\nguidance_interval = ['low', 1]\n", "guidance_interval: expected tuple"),
+    ("[autoencoder]\ndecoder_blocks = 2\nrefined_decoder_blocks = 1\n", "refined_decoder_blocks must be 0 or >= "),
+    ("[train_decoder]\ncrop_rows = 20\n", "train_decoder.crop_rows=20 must be 0 or a multiple of 8"),
 ])
 def test_config_errors_name_the_file_and_key(tmp_path, text, message):
     recipe = tmp_path / "recipe.toml"
