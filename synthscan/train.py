@@ -342,19 +342,6 @@ class AutoencoderForTraining(torch.nn.Module):
         return reconstruction, latents
 
 
-class DecoderForTraining(AutoencoderForTraining):
-    """As :class:`AutoencoderForTraining` with the encoder frozen: only the decoder learns."""
-
-    def __init__(self, autoencoder):
-        super().__init__(autoencoder)
-        autoencoder.encoder.requires_grad_(False)
-
-    def forward(self, batch, noise, latent_noise: float):
-        with torch.no_grad():
-            latents = self.autoencoder.encode(batch)
-        return self.autoencoder.decode(latents + latent_noise * latents.std() * noise), latents
-
-
 def autoencoder_loss(images: torch.Tensor, config: TrainConfig, crop: int, critic=None, sigma=None):
     """L1 reconstruction of (a random row band of) the scans plus the latent L2 penalty. With a ``critic``
     (stage ``perceptual``), plus ``perceptual.weight`` x the relative L1 distance between the critic's stage
@@ -505,8 +492,9 @@ def train(manifest, out, config: TrainConfig, progress: bool = True) -> Path | N
     if config.train_decoder.steps > 0:
         grown = autoencoder.with_decoder_blocks(config.autoencoder.refined_decoder_blocks
                                                 or config.autoencoder.decoder_blocks)
+        grown.encoder.requires_grad_(False)  # only the decoder learns: the denoiser's latents stay valid
         loss_fn = autoencoder_loss(images, config, config.train_decoder.crop_rows, critic, sigma)
-        autoencoder = stage("decoder", DecoderForTraining(grown.requires_grad_(True)), loss_fn, len(images), unwrap)
+        autoencoder = stage("decoder", AutoencoderForTraining(grown), loss_fn, len(images), unwrap)
     reconstruction_l1 = float((autoencoder.decode(raw[:256]) - images[:256]).abs().mean())
 
     info = {**summary, "grid": [config.data.rows, config.data.cols], "latent_mean": mean.tolist(),

@@ -10,7 +10,7 @@ from synthscan.config import TrainConfig, merge
 from synthscan.model.autoencoder import Autoencoder
 from synthscan.model.critic import ScanClassifier
 from synthscan.preprocess import to_network
-from synthscan.train import AutoencoderForTraining, DecoderForTraining, autoencoder_loss, noise_sd
+from synthscan.train import AutoencoderForTraining, autoencoder_loss, noise_sd
 
 
 @pytest.mark.parametrize("mean_counts", [30.0, 300.0])
@@ -72,8 +72,9 @@ def test_a_grown_decoder_decodes_exactly_as_before_and_a_decoder_cannot_shrink(b
 def test_the_decoder_stage_has_the_perceptual_loss_and_trains_the_decoder_alone():
     sigma = torch.full((6,), 0.05)
     config, whole, images, critic = _setup(1.0)
-    decoder_only = DecoderForTraining(Autoencoder(2, (4, 8), config.autoencoder.latent_channels, 2))
+    decoder_only = AutoencoderForTraining(Autoencoder(2, (4, 8), config.autoencoder.latent_channels, 2))
     decoder_only.autoencoder.load_state_dict(whole.autoencoder.state_dict())
+    decoder_only.autoencoder.encoder.requires_grad_(False)  # as train() does for stage decoder
     function = autoencoder_loss(images, config, 16, critic, sigma)
     losses = [function(model, np.array([0, 3, 5]), torch.Generator().manual_seed(1), "cpu")
               for model in (whole, decoder_only)]
