@@ -7,11 +7,14 @@ generator site's training split, at the generator's canonical grid and intensity
 Figures (each next to its real-data reference):
 - conditional accuracy: the judge's accuracy on samples of each condition, beside its accuracy on held-out
   real scans of that class (the "classification accuracy score" idea of Ravuri & Vinyals 2019, used here as
-  in Haberl et al. 2025: does a synthetic metastasis scan look like a metastasis scan to a classifier);
+  in Haberl et al. 2025: does a synthetic metastasis scan look like a metastasis scan to a classifier); each
+  with a Wilson CI, and their difference with Newcombe's hybrid score CI (Newcombe 1998, Stat Med 17:873,
+  method 10; statsmodels);
 - Frechet distance in judge features (Heusel et al. 2017, "GANs trained by a two time-scale update rule...",
   NeurIPS; FID with the judge in place of Inception, as domain-specific FDs are recommended for medical
   images, e.g. Osuala et al. 2023) between n real held-out scans and n samples with the real class mix,
-  beside the distance between two disjoint real held-out sets of n;
+  beside the distance between two disjoint real held-out sets of n (no CI: resampling with replacement
+  inflates both distances by its duplicates, so a bootstrap interval misses the estimate itself);
 - precision and recall of the k-NN manifolds (Kynkaenniemi et al. 2019, "Improved precision and recall
   metric for assessing generative models", NeurIPS; k = 3);
 - detectability: out-of-fold AUC (DeLong CI) of a logistic regression telling real from synthetic in judge
@@ -31,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from evaluation.wilson import wilson_interval
 from synthscan.errors import BadInputError
 from synthscan.model.conditions import class_from_labels, judge_class_of
 from synthscan.model.critic import ScanClassifier, fit_classifier
@@ -245,8 +249,9 @@ def _median_iqr(values: pd.Series) -> str:
 class FidelityReport:
     """All fidelity figures of one generator; ``summary()`` gives the Markdown report."""
 
-    judge_accuracy_real: dict  # class -> {"accuracy", "n"} plus "overall"
-    conditional_accuracy: dict  # condition -> {"accuracy", "n"} plus "overall"
+    judge_accuracy_real: dict  # class -> {"accuracy", "correct", "n", "ci_low", "ci_high"} plus "overall"
+    conditional_accuracy: dict  # condition -> the same
+    accuracy_difference: dict  # condition -> synthetic minus real {"estimate", "ci_low", "ci_high"}
     frechet_distance: float
     frechet_distance_real: float  # two disjoint real held-out sets
     n_frechet: int
@@ -258,15 +263,20 @@ class FidelityReport:
 
     def summary(self) -> str:
         lines = [f"# Fidelity of generator {self.model_hash[:8] or '(samples)'}", "",
-                 "| condition | judge accuracy, real held-out | conditional accuracy, synthetic |", "|---|---|---|"]
+                 "| condition | judge accuracy, real held-out | conditional accuracy, synthetic | synthetic - real |",
+                 "|---|---|---|---|"]
         for name in (*JUDGE_CLASSES, "overall"):
             real, fake = self.judge_accuracy_real.get(name), self.conditional_accuracy.get(name)
-            cell = lambda r: f"{r['accuracy']:.3f} (n={r['n']})" if r and r["n"] else "-"  # noqa: E731
-            lines.append(f"| {name} | {cell(real)} | {cell(fake)} |")
+            cell = lambda r: (f"{r['accuracy']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f}; n={r['n']})"  # noqa: E731
+                              if r and r["n"] else "-")
+            d = self.accuracy_difference.get(name)
+            difference = f"{d['estimate']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})" if d else "-"
+            lines.append(f"| {name} | {cell(real)} | {cell(fake)} | {difference} |")
         d = self.detectability_auc
-        lines += ["", f"- Frechet distance in judge features (n={self.n_frechet}): synthetic vs real "
-                      f"**{self.frechet_distance:.3g}**; real vs real {self.frechet_distance_real:.3g} "
-                      f"(ratio {self.frechet_distance / max(self.frechet_distance_real, 1e-12):.2f})",
+        lines += ["", "Accuracies with 95% Wilson CIs; differences with 95% Newcombe CIs.", "",
+                  f"- Frechet distance in judge features (n={self.n_frechet}): synthetic vs real "
+                  f"**{self.frechet_distance:.3g}**; real vs real {self.frechet_distance_real:.3g} "
+                  f"(ratio {self.frechet_distance / max(self.frechet_distance_real, 1e-12):.2f})",
                   f"- precision {self.precision:.3f}, recall {self.recall:.3f} (k-NN manifolds, k=3)",
                   f"- real-vs-synthetic detectability (logistic regression on judge features, 5-fold): AUC "
                   f"{d['estimate']:.3f} (95% CI {d['ci_low']:.3f}-{d['ci_high']:.3f})", "",
@@ -278,9 +288,28 @@ class FidelityReport:
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict:
-    result = {name: {"accuracy": float((predicted[labels == c] == c).mean()) if (labels == c).any() else float("nan"),
-                     "n": int((labels == c).sum())} for c, name in enumerate(JUDGE_CLASSES)}
-    result["overall"] = {"accuracy": float((predicted == labels).mean()), "n": int(len(labels))}
+    def proportion(correct, n):
+        p = wilson_interval(int(correct), int(n))
+        return {"accuracy": p.estimate, "correct": p.successes, "n": p.total, "ci_low": p.ci_low, "ci_high": p.ci_high}
+
+    result = {name: proportion((predicted[labels == c] == c).sum(), (labels == c).sum())
+              for c, name in enumerate(JUDGE_CLASSES)}
+    result["overall"] = proportion((predicted == labels).sum(), len(labels))
+    return result
+
+
+def _differences(synthetic: dict, real: dict) -> dict:
+    """Synthetic minus real accuracy per condition, with Newcombe's hybrid score interval (independent samples)."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    result = {}
+    for name, fake in synthetic.items():
+        reference = real.get(name)
+        if fake["n"] and reference and reference["n"]:
+            low, high = confint_proportions_2indep(fake["correct"], fake["n"], reference["correct"], reference["n"],
+                                                   method="newcomb", compare="diff")
+            result[name] = {"estimate": fake["accuracy"] - reference["accuracy"], "ci_low": float(low),
+                            "ci_high": float(high)}
     return result
 
 
@@ -327,7 +356,8 @@ def evaluate(judge: Judge, real: pd.DataFrame, synthetic: pd.DataFrame, n: int =
             physics[name] = {stat: {"real": _median_iqr(real_physics[stat][real_labels == c]),
                                     "synthetic": _median_iqr(fake_physics[stat][fake_labels == c])}
                              for stat in real_physics.columns}
-    return FidelityReport(real_accuracy, conditional, fd, fd_real, int(len(matched)), precision, recall,
+    return FidelityReport(real_accuracy, conditional, _differences(conditional, real_accuracy), fd, fd_real,
+                          int(len(matched)), precision, recall,
                           {"estimate": auc.estimate, "ci_low": auc.ci_low, "ci_high": auc.ci_high}, physics,
                           model_hash)
 

@@ -242,10 +242,18 @@ def _fidelity_section(fidelity: dict | None, run_dir: Path) -> list[str]:
     if fidelity is None:
         lines += ["Not run.", ""]
     else:
-        rows = [[name, _number(fidelity["judge_accuracy_real"].get(name, {}).get("accuracy")),
-                 _number(fidelity["conditional_accuracy"].get(name, {}).get("accuracy"))]
+        def accuracy(part, name):
+            r = fidelity[part].get(name, {})
+            return _ci(r.get("accuracy"), r.get("ci_low"), r.get("ci_high"))
+
+        def difference(name):
+            d = fidelity.get("accuracy_difference", {}).get(name, {})
+            return _ci(d.get("estimate"), d.get("ci_low"), d.get("ci_high"))
+
+        rows = [[name, accuracy("judge_accuracy_real", name), accuracy("conditional_accuracy", name), difference(name)]
                 for name in ("normal", "metastasis", "amyloidosis", "overall")]
-        lines += _table(["condition", "judge accuracy, real held-out", "conditional accuracy, synthetic"], rows)
+        lines += _table(["condition", "judge accuracy, real held-out (Wilson)", "conditional accuracy, synthetic (Wilson)",
+                         "synthetic - real (Newcombe)"], rows)
         d = fidelity["detectability_auc"]
         ratio = fidelity["frechet_distance"] / max(fidelity["frechet_distance_real"], 1e-12)
         lines += [f"- Frechet distance in judge features (n = {fidelity['n_frechet']}): "

@@ -19,6 +19,13 @@ def test_fidelity_cli_writes_report_and_reuses_its_judge(tmp_path, capsys):
     assert set(report["conditional_accuracy"]) == {"normal", "metastasis", "amyloidosis", "overall"}
     assert report["n_frechet"] == 12 and report["frechet_distance"] > 0
     assert 0 <= report["detectability_auc"]["estimate"] <= 1
+    for part in ("judge_accuracy_real", "conditional_accuracy"):
+        for cell in report[part].values():  # every accuracy with its Wilson interval
+            assert cell["ci_low"] <= cell["accuracy"] <= cell["ci_high"] and cell["accuracy"] == cell["correct"] / cell["n"]
+    difference = report["accuracy_difference"]["overall"]
+    assert difference["estimate"] == (report["conditional_accuracy"]["overall"]["accuracy"]
+                                      - report["judge_accuracy_real"]["overall"]["accuracy"])
+    assert difference["ci_low"] <= difference["estimate"] <= difference["ci_high"]
     assert "hot_spots" in (out / "fidelity.md").read_text()
     again = tmp_path / "again"
     assert main(["fidelity", "--judge", str(out / "judge"), "--test", str(test), "--synthetic",

@@ -61,6 +61,29 @@ def test_frechet_distance_and_precision_recall_properties():
     assert precision > 0.9 and recall < 0.2  # mode collapse: realistic but not diverse
 
 
+def test_accuracies_carry_wilson_intervals_and_their_difference_newcombes():
+    from evaluation.fidelity import _accuracy, _differences
+    from evaluation.wilson import wilson_interval
+
+    labels = np.r_[np.zeros(70, int), np.ones(80, int)]
+    predicted = labels.copy()
+    predicted[56:70] = 1  # normal: 56 of 70 right
+    predicted[70:102] = 0  # metastasis: 48 of 80 right
+    accuracy = _accuracy(predicted, labels)
+    w = wilson_interval(56, 70)
+    assert accuracy["normal"] == {"accuracy": 0.8, "correct": 56, "n": 70, "ci_low": w.ci_low, "ci_high": w.ci_high}
+    assert accuracy["metastasis"]["correct"] == 48 and accuracy["overall"]["n"] == 150
+    assert accuracy["amyloidosis"]["n"] == 0 and np.isnan(accuracy["amyloidosis"]["accuracy"])
+    # Newcombe (1998, Stat Med 17:873), example (a): 56/70 - 48/80 = 0.2, method 10 interval 0.0524 to 0.3339
+    reference = {"normal": {"accuracy": 0.6, "correct": 48, "n": 80}, "amyloidosis": {"accuracy": 1.0, "correct": 5,
+                                                                                      "n": 5}}
+    differences = _differences(accuracy, reference)
+    assert differences["normal"]["estimate"] == pytest.approx(0.2)
+    assert (differences["normal"]["ci_low"], differences["normal"]["ci_high"]) == pytest.approx((0.0524, 0.3339),
+                                                                                                abs=5e-5)
+    assert set(differences) == {"normal"}  # no reference, or no synthetic scans of the class: no difference
+
+
 def _hot_spot_scans(rng, n):
     """Flat Poisson scans 2x32x8: class 0 plain, 1 one hot pixel (x4) anywhere, 2 one raised 4x4 patch (x2)."""
     labels = np.arange(n) % 3
