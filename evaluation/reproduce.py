@@ -312,7 +312,8 @@ def stage_fidelity(run: Run) -> dict:
     train = read_manifest(run.split("generator-train"))
     if settings["judge_train"] and len(train) > settings["judge_train"]:
         train = train.sample(n=settings["judge_train"], random_state=0).sort_index()
-    judge = fit_judge(train, JudgeConfig(epochs=settings["judge_epochs"]), progress=run.progress)
+    judge = fit_judge(train, JudgeConfig(epochs=settings["judge_epochs"], members=settings["judge_members"]),
+                      progress=run.progress)
     real = read_manifest(run.split("generator-holdout"))
     synthetic = read_manifest(run.path("synthetic", "manifest.csv"))
     report = evaluate(judge, real, synthetic, n=settings["n"], progress=run.progress,

@@ -72,7 +72,7 @@ DEFAULTS: dict = {
         "val_fraction": 0.2,
     },
     "audit": {"false_positive_rate": 0.01, "grid": [128, 32], "encoder": True},
-    "fidelity": {"n": 300, "judge_train": 1200, "judge_epochs": 15},
+    "fidelity": {"n": 300, "judge_train": 1200, "judge_epochs": 15, "judge_members": 3},
     "survival": {"task": "metastasis", "arm": "primary", "seed": "first"},
     "reader": {"cases": 400, "readers": 4, "synthetic_fraction": 0.5, "accuracy": "detectability",
                "correlation": 0.3},
@@ -231,6 +231,7 @@ def load_recipe(path) -> Recipe:
          "reproduce.reader.accuracy must be 'detectability' or a number in (0, 1)"),
         (reader["cases"] >= 0 and reader["readers"] >= 1, "reproduce.reader.cases >= 0 and readers >= 1"),
         (settings["workers"] >= 1, "reproduce.workers must be >= 1"),
+        (settings["fidelity"]["judge_members"] >= 1, "reproduce.fidelity.judge_members must be >= 1"),
     ]
     if data["source"] == "phantom":
         for key in ["generator_site", "train_site"] + [f"external_sites[{i}]" for i in range(len(data["external_sites"]))]:

@@ -17,6 +17,8 @@ def register(subparsers):
     source.add_argument("--model", help="generator folder: sample --n scans with the real class mix first")
     parser.add_argument("--n", type=int, default=1000, help="scans per set for distances (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge-members", type=int, default=3,
+                        help="networks of the judge fitted with --train (seeds 0, 1, ...; default 3)")
     parser.add_argument("--out", required=True, help="output folder (fidelity.md, fidelity.json, judge/)")
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(func=run)
@@ -25,17 +27,20 @@ def register(subparsers):
 def run(args) -> int:
     import pandas as pd
 
-    from evaluation.fidelity import Judge, evaluate, fit_judge, write_report
+    from evaluation.fidelity import Judge, JudgeConfig, evaluate, fit_judge, write_report
     from synthscan.io.manifest import read_manifest
 
     needed = ("study_id", "patient_id", "path", "views", "metastasis", "amyloid_grade")
     if args.n < 4:
         raise BadInputError(f"--n must be >= 4, got {args.n}")
+    if args.judge_members < 1:
+        raise BadInputError(f"--judge-members must be >= 1, got {args.judge_members}")
     if not (args.train or args.judge):
         raise BadInputError("give --train (to fit the judge) or --judge (a saved one)")
     test = read_manifest(args.test, required=needed)
     out = Path(args.out)
     judge = Judge.load(args.judge) if args.judge else fit_judge(read_manifest(args.train, required=needed),
+                                                                 JudgeConfig(members=args.judge_members),
                                                                  progress=not args.quiet)
     if not args.judge:
         judge.save(out / "judge")

@@ -200,8 +200,8 @@ def test_audit_with_the_fidelity_judge_as_feature_space(cohorts, tmp_path):
     from synthscan.model.critic import ScanClassifier
 
     torch.manual_seed(0)
-    judge = Judge(JudgeConfig(width=4))
-    judge.network_ = ScanClassifier(views=2, width=4).eval()
+    judge = Judge(JudgeConfig(width=4, members=1))
+    judge.networks_ = [ScanClassifier(views=2, width=4).eval()]
     judge.save(tmp_path / "judge")
     out = tmp_path / "audit"
     assert audit(cohorts, out, "--judge", str(tmp_path / "judge"), "--max-pairs", "0") == 0

@@ -17,7 +17,8 @@ def test_fidelity_cli_writes_report_and_reuses_its_judge(tmp_path, capsys):
                  "--n", "12", "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "fidelity.json").read_text())
     assert set(report["conditional_accuracy"]) == {"normal", "metastasis", "amyloidosis", "overall"}
-    assert report["n_frechet"] == 12 and report["frechet_distance"] > 0
+    assert report["n_frechet"] == 12 and len(report["frechet_distance"]) == 3 and min(report["frechet_distance"]) > 0
+    assert report["frechet_ratio"] == sorted(report["frechet_ratios"])[1]  # the median of the judge's 3 networks
     assert 0 <= report["detectability_auc"]["estimate"] <= 1
     for part in ("judge_accuracy_real", "conditional_accuracy"):
         for cell in report[part].values():  # every accuracy with its Wilson interval

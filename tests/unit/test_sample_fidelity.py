@@ -84,6 +84,15 @@ def test_accuracies_carry_wilson_intervals_and_their_difference_newcombes():
     assert set(differences) == {"normal"}  # no reference, or no synthetic scans of the class: no difference
 
 
+def test_the_frechet_ratio_is_the_median_over_judge_networks():
+    from evaluation.fidelity import FidelityReport
+
+    report = FidelityReport({}, {}, {}, [12.0, 90.0, 20.0], [2.0, 3.0, 4.0], 10, 0.5, 0.5,
+                            {"estimate": 0.9, "ci_low": 0.8, "ci_high": 1.0}, {})
+    assert report.frechet_ratios == [6.0, 30.0, 5.0] and report.frechet_ratio == 6.0
+    assert "median ratio **6.00x**" in report.summary() and "90 vs 3 (30.00x)" in report.summary()
+
+
 def _hot_spot_scans(rng, n):
     """Flat Poisson scans 2x32x8: class 0 plain, 1 one hot pixel (x4) anywhere, 2 one raised 4x4 patch (x2)."""
     labels = np.arange(n) % 3
@@ -108,7 +117,13 @@ def test_the_judge_finds_a_single_hot_pixel_anywhere_in_the_body():
     predicted = judge.predict(test_counts)
     assert (predicted[test_labels == 1] == 1).mean() >= 0.9
     assert (predicted == test_labels).mean() >= 0.9
-    assert judge.features(test_counts).shape == (300, 2 * 8 * 8)  # mean- and max-pooled last stage
+    members = judge.member_features(test_counts)
+    assert len(members) == 3 and all(m.shape == (300, 2 * 8 * 8) for m in members)  # mean- and max-pooled last stage
+    assert not np.allclose(members[0], members[1])  # networks of different seeds
+    assert np.array_equal(judge.features(test_counts), np.concatenate(members, axis=1))
+    probabilities = np.mean([judge.networks_[m](judge._inputs(test_counts)).softmax(-1).detach().numpy()
+                             for m in range(3)], axis=0)
+    assert np.allclose(judge.predict_proba(test_counts), probabilities, atol=1e-6)  # the members' mean
 
 
 def test_a_judge_of_an_older_format_is_refused_by_name(tmp_path):
