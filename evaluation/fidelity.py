@@ -87,8 +87,8 @@ class Judge:
 
     The judge is an ensemble of ``config.members`` networks that differ only in their seed: it predicts with
     their mean probabilities, and its features are theirs side by side. One network's feature space is an
-    accident of its initialisation (the same synthetic scans measured 6.2x and 27.5x real-vs-real Frechet
-    distance in two networks fitted with seeds 0 and 1; benchmarks/RESULTS.md), so Frechet ratios are
+    accident of its initialisation (the same synthetic scans were 6.2x and 27.5x as far from real ones as real
+    scans from each other in two networks fitted with seeds 0 and 1; benchmarks/RESULTS.md), so Frechet ratios are
     computed per member and reported with their median.
     """
 
@@ -305,7 +305,6 @@ class FidelityReport:
             for name, cells in stats.items():
                 lines.append(f"| {condition} | {name} | {cells['real']} | {cells['synthetic']} |")
         return "\n".join(lines) + "\n"
-
 
     @property
     def frechet_ratios(self) -> list[float]:
