@@ -3,8 +3,8 @@
 Judge: a small 3-class CNN (normal / metastasis / amyloidosis grade >= 2) trained on real scans of the
 generator site's training split, at the generator's canonical grid and intensity transform
 (synthscan/preprocess.py), fitted ``members`` times with consecutive seeds. Each network's 256-d penultimate
-activations are a feature space of the distances; side by side, they are that of precision/recall and
-detectability.
+activations are a feature space: the figures below in feature space are computed per network and
+summarised by their median.
 
 Figures (each next to its real-data reference):
 - conditional accuracy: the judge's accuracy on samples of each condition, beside its accuracy on held-out
@@ -86,10 +86,10 @@ class Judge:
     """Fit on canonical counts and judge classes; ``predict``/``features`` on canonical counts.
 
     The judge is an ensemble of ``config.members`` networks that differ only in their seed: it predicts with
-    their mean probabilities, and its features are theirs side by side. One network's feature space is an
+    their mean probabilities, and ``features`` puts theirs side by side. One network's feature space is an
     accident of its initialisation (the same synthetic scans were 6.2x and 27.5x as far from real ones as real
     scans from each other in two networks fitted with seeds 0 and 1; benchmarks/RESULTS.md), so Frechet ratios are
-    computed per member and reported with their median.
+    computed per member and reported with their median, as are the other figures in feature space.
     """
 
     def __init__(self, config: JudgeConfig = JudgeConfig()):
@@ -130,7 +130,7 @@ class Judge:
         return self._run(counts, "features")
 
     def features(self, counts) -> np.ndarray:
-        """The members' features side by side (one feature space, e.g. for detectability and the audit)."""
+        """The members' features side by side: one feature space (synthscan audit --judge)."""
         return np.concatenate(self.member_features(counts), axis=1)
 
     def save(self, folder) -> Path:
@@ -273,9 +273,10 @@ class FidelityReport:
     frechet_distance: list  # per judge member: synthetic vs real
     frechet_distance_real: list  # per judge member: two disjoint real held-out sets
     n_frechet: int
-    precision: float
-    recall: float
-    detectability_auc: dict  # estimate, ci_low, ci_high
+    precision: float  # median over judge members
+    recall: float  # median over judge members
+    detectability_auc: dict  # estimate, ci_low, ci_high of the member with the median AUC (the upper one if two)
+    detectability_aucs: list  # per judge member
     physics: dict  # condition -> statistic -> {"real", "synthetic"} (median [IQR])
     model_hash: str = ""
 
@@ -297,9 +298,11 @@ class FidelityReport:
                       f"of {len(self.frechet_ratios)} networks (mean probabilities).", "",
                   f"- Frechet distance in judge features (n={self.n_frechet}), synthetic vs real and real vs real, "
                   f"per judge network: {members}; median ratio **{self.frechet_ratio:.2f}x**",
-                  f"- precision {self.precision:.3f}, recall {self.recall:.3f} (k-NN manifolds, k=3)",
+                  f"- precision {self.precision:.3f}, recall {self.recall:.3f} (k-NN manifolds, k=3; medians over "
+                  "the networks)",
                   f"- real-vs-synthetic detectability (logistic regression on judge features, 5-fold): AUC "
-                  f"{d['estimate']:.3f} (95% CI {d['ci_low']:.3f}-{d['ci_high']:.3f})", "",
+                  f"{d['estimate']:.3f} (95% CI {d['ci_low']:.3f}-{d['ci_high']:.3f}), the median network's of "
+                  f"{', '.join(f'{auc:.3f}' for auc in self.detectability_aucs)}", "",
                   "| condition | statistic | real median [IQR] | synthetic median [IQR] |", "|---|---|---|---|"]
         for condition, stats in self.physics.items():
             for name, cells in stats.items():
@@ -360,7 +363,6 @@ def evaluate(judge: Judge, real: pd.DataFrame, synthetic: pd.DataFrame, n: int =
     real_counts, real_spacing = load_canonical(real, rows, cols, progress)
     fake_counts, fake_spacing = load_canonical(synthetic, rows, cols, progress)
     real_members, fake_members = judge.member_features(real_counts), judge.member_features(fake_counts)
-    real_features, fake_features = np.concatenate(real_members, axis=1), np.concatenate(fake_members, axis=1)
     real_accuracy = _accuracy(judge.predict(real_counts), real_labels)
     conditional = _accuracy(judge.predict(fake_counts), fake_labels)
 
@@ -375,8 +377,10 @@ def evaluate(judge: Judge, real: pd.DataFrame, synthetic: pd.DataFrame, n: int =
     matched = np.array(matched)
     fd = [frechet_distance(r[set_a], f[matched]) for r, f in zip(real_members, fake_members)]
     fd_real = [frechet_distance(r[set_a], r[set_b]) for r in real_members]
-    precision, recall = precision_recall(real_features[set_a], fake_features[matched])
-    auc = detectability(real_features[set_a], fake_features[matched], seed)
+    precision, recall = np.median([precision_recall(r[set_a], f[matched]) for r, f in zip(real_members, fake_members)],
+                                  axis=0)
+    aucs = [detectability(r[set_a], f[matched], seed) for r, f in zip(real_members, fake_members)]
+    auc = sorted(aucs, key=lambda a: a.estimate)[len(aucs) // 2]
 
     real_physics = physics_statistics(real_counts, real_spacing)
     fake_physics = physics_statistics(fake_counts, fake_spacing)
@@ -387,9 +391,9 @@ def evaluate(judge: Judge, real: pd.DataFrame, synthetic: pd.DataFrame, n: int =
                                     "synthetic": _median_iqr(fake_physics[stat][fake_labels == c])}
                              for stat in real_physics.columns}
     return FidelityReport(real_accuracy, conditional, _differences(conditional, real_accuracy), fd, fd_real,
-                          int(len(matched)), precision, recall,
-                          {"estimate": auc.estimate, "ci_low": auc.ci_low, "ci_high": auc.ci_high}, physics,
-                          model_hash)
+                          int(len(matched)), float(precision), float(recall),
+                          {"estimate": auc.estimate, "ci_low": auc.ci_low, "ci_high": auc.ci_high},
+                          [a.estimate for a in aucs], physics, model_hash)
 
 
 def fit_judge(train: pd.DataFrame, config: JudgeConfig = JudgeConfig(), progress: bool = True) -> Judge:

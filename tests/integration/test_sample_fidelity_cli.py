@@ -20,6 +20,7 @@ def test_fidelity_cli_writes_report_and_reuses_its_judge(tmp_path, capsys):
     assert report["n_frechet"] == 12 and len(report["frechet_distance"]) == 3 and min(report["frechet_distance"]) > 0
     assert report["frechet_ratio"] == sorted(report["frechet_ratios"])[1]  # the median of the judge's 3 networks
     assert 0 <= report["detectability_auc"]["estimate"] <= 1
+    assert report["detectability_auc"]["estimate"] == sorted(report["detectability_aucs"])[1]  # the median network's
     for part in ("judge_accuracy_real", "conditional_accuracy"):
         for cell in report[part].values():  # every accuracy with its Wilson interval
             assert cell["ci_low"] <= cell["accuracy"] <= cell["ci_high"] and cell["accuracy"] == cell["correct"] / cell["n"]

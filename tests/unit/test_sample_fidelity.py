@@ -88,7 +88,7 @@ def test_the_frechet_ratio_is_the_median_over_judge_networks():
     from evaluation.fidelity import FidelityReport
 
     report = FidelityReport({}, {}, {}, [12.0, 90.0, 20.0], [2.0, 3.0, 4.0], 10, 0.5, 0.5,
-                            {"estimate": 0.9, "ci_low": 0.8, "ci_high": 1.0}, {})
+                            {"estimate": 0.9, "ci_low": 0.8, "ci_high": 1.0}, [0.8, 0.9, 0.95], {})
     assert report.frechet_ratios == [6.0, 30.0, 5.0] and report.frechet_ratio == 6.0
     assert "median ratio **6.00x**" in report.summary() and "90 vs 3 (30.00x)" in report.summary()
 
