@@ -35,3 +35,6 @@ def test_fidelity_cli_writes_report_and_reuses_its_judge(tmp_path, capsys):
     assert json.loads((again / "fidelity.json").read_text())["conditional_accuracy"] == report["conditional_accuracy"]
     capsys.readouterr()
     assert main(["fidelity", "--test", str(test), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["fidelity", "--train", str(train), "--test", str(test), "--model", str(tmp_path / "model"),
+                 "--judge-members", "0", "--out", str(tmp_path / "y")]) == 2
+    assert "--judge-members must be >= 1" in capsys.readouterr().err and not (tmp_path / "y").exists()
