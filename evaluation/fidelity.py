@@ -375,11 +375,11 @@ def evaluate(judge: Judge, real: pd.DataFrame, synthetic: pd.DataFrame, n: int =
         pool = rng.permutation(np.flatnonzero(fake_labels == c))
         matched += pool[: int((real_labels[set_a] == c).sum())].tolist()
     matched = np.array(matched)
-    fd = [frechet_distance(r[set_a], f[matched]) for r, f in zip(real_members, fake_members)]
+    pairs = [(r[set_a], f[matched]) for r, f in zip(real_members, fake_members)]  # per judge member
+    fd = [frechet_distance(r, f) for r, f in pairs]
     fd_real = [frechet_distance(r[set_a], r[set_b]) for r in real_members]
-    precision, recall = np.median([precision_recall(r[set_a], f[matched]) for r, f in zip(real_members, fake_members)],
-                                  axis=0)
-    aucs = [detectability(r[set_a], f[matched], seed) for r, f in zip(real_members, fake_members)]
+    precision, recall = np.median([precision_recall(r, f) for r, f in pairs], axis=0)
+    aucs = [detectability(r, f, seed) for r, f in pairs]
     auc = sorted(aucs, key=lambda a: a.estimate)[len(aucs) // 2]
 
     real_physics = physics_statistics(real_counts, real_spacing)
