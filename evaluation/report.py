@@ -247,9 +247,9 @@ def _fidelity_section(fidelity: dict | None, run_dir: Path) -> list[str]:
             r = fidelity[part].get(name, {})
             return _ci(r.get("accuracy"), r.get("ci_low"), r.get("ci_high"))
 
-        def difference(name):
-            d = fidelity.get("accuracy_difference", {}).get(name, {})
-            return _ci(d.get("estimate"), d.get("ci_low"), d.get("ci_high"))
+        def difference(name):  # signed, so the interval reads "-0.194 to +0.390"
+            d = fidelity.get("accuracy_difference", {}).get(name)
+            return f"{d['estimate']:+.3f} (95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f})" if d else "n/a"
 
         rows = [[name, accuracy("judge_accuracy_real", name), accuracy("conditional_accuracy", name), difference(name)]
                 for name in ("normal", "metastasis", "amyloidosis", "overall")]
