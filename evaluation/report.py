@@ -14,7 +14,6 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from evaluation.metrics import p_text
@@ -256,11 +255,9 @@ def _fidelity_section(fidelity: dict | None, run_dir: Path) -> list[str]:
         lines += _table(["condition", "judge accuracy, real held-out (Wilson)", "conditional accuracy, synthetic (Wilson)",
                          "synthetic - real (Newcombe)"], rows)
         d = fidelity["detectability_auc"]
-        ratios = fidelity.get("frechet_ratios") or [  # a run fidelity-scored before judges were ensembles
-            fidelity["frechet_distance"] / max(fidelity["frechet_distance_real"], 1e-12)]
+        ratios = ", ".join(f"{ratio:.1f}x" for ratio in fidelity["frechet_ratios"])
         lines += [f"- Frechet distance in judge features (n = {fidelity['n_frechet']}), synthetic vs real over real "
-                  f"vs real: median {float(np.median(ratios)):.1f}x over the judge's networks "
-                  f"({', '.join(f'{ratio:.1f}x' for ratio in ratios)})",
+                  f"vs real: median {fidelity['frechet_ratio']:.1f}x over the judge's networks ({ratios})",
                   f"- precision {fidelity['precision']:.3f}, recall {fidelity['recall']:.3f}",
                   f"- real-vs-synthetic detectability AUC {_ci(d['estimate'], d['ci_low'], d['ci_high'])}", ""]
     for condition in ("normal", "metastasis", "amyloidosis"):
