@@ -12,6 +12,9 @@ Figures (each next to its real-data reference):
   in Haberl et al. 2025: does a synthetic metastasis scan look like a metastasis scan to a classifier); each
   with a Wilson CI, and their difference with Newcombe's hybrid score CI (Newcombe 1998, Stat Med 17:873,
   method 10; statsmodels);
+- where the held-out manifest gives lesion counts, the judge's accuracy on real metastatic scans per Soloway
+  extent of disease (EOD 1-4): how conspicuous a metastatic scan must be for the judge to see it, the ceiling
+  of any generator's conditional accuracy for metastasis;
 - Frechet distance in judge features (Heusel et al. 2017, "GANs trained by a two time-scale update rule...",
   NeurIPS; FID with the judge in place of Inception, as domain-specific FDs are recommended for medical
   images, e.g. Osuala et al. 2023) between n real held-out scans and n samples with the real class mix,
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +47,23 @@ from synthscan.model.critic import ScanClassifier, fit_classifier
 
 JUDGE_CLASSES = ("normal", "metastasis", "amyloidosis")
 JUDGE_FORMAT = "synthscan-judge/3"
+EXTENT_NAMES = ("EOD 1 (1-5 lesions)", "EOD 2 (6-20)", "EOD 3 (> 20)", "EOD 4 (superscan)")
 
 
 def judge_class(metastasis, amyloid_grade) -> int:
     """0 normal, 1 metastasis, 2 amyloidosis (grade >= 2); -1 for scans outside the three classes."""
     return judge_class_of(class_from_labels(metastasis, amyloid_grade))
+
+
+def extent_of_disease(lesion_count, superscan=0) -> int | None:
+    """Soloway's extent of disease of a metastatic bone scan (Soloway et al. 1988, Cancer 61:195): 1 fewer than
+    6 lesions, 2 6-20, 3 more than 20 short of a superscan, 4 superscan; None when the lesion count is unknown."""
+    if pd.isna(lesion_count) or str(lesion_count).strip() == "" or int(float(lesion_count)) < 1:
+        return None
+    if not pd.isna(superscan) and str(superscan).strip() not in ("", "0", "0.0"):
+        return 4
+    count = int(float(lesion_count))
+    return 1 if count <= 5 else 2 if count <= 20 else 3
 
 
 def load_canonical(frame: pd.DataFrame, rows: int = 256, cols: int = 64, progress: bool = True):
@@ -279,6 +294,7 @@ class FidelityReport:
     detectability_aucs: list  # per judge member
     physics: dict  # condition -> statistic -> {"real", "synthetic"} (median [IQR])
     model_hash: str = ""
+    judge_by_extent: dict = field(default_factory=dict)  # EOD name -> the judge on real metastatic scans of it
 
     def summary(self) -> str:
         lines = [f"# Fidelity of generator {self.model_hash[:8] or '(samples)'}", "",
@@ -291,6 +307,10 @@ class FidelityReport:
             d = self.accuracy_difference.get(name)
             difference = f"{d['estimate']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})" if d else "-"
             lines.append(f"| {name} | {cell(real)} | {cell(fake)} | {difference} |")
+        if self.judge_by_extent:
+            lines += ["", "The judge on real metastatic scans by extent of disease (Soloway 1988): " + ", ".join(
+                f"{name} {r['accuracy']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f}; n={r['n']})"
+                for name, r in self.judge_by_extent.items()) + "."]
         d = self.detectability_auc
         members = ", ".join(f"{fake:.3g} vs {real:.3g} ({ratio:.2f}x)" for fake, real, ratio in
                             zip(self.frechet_distance, self.frechet_distance_real, self.frechet_ratios))
@@ -319,15 +339,28 @@ class FidelityReport:
         return float(np.median(self.frechet_ratios))
 
 
-def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict:
-    def proportion(correct, n):
-        p = wilson_interval(int(correct), int(n))
-        return {"accuracy": p.estimate, "correct": p.successes, "n": p.total, "ci_low": p.ci_low, "ci_high": p.ci_high}
+def _proportion(correct, n) -> dict:
+    p = wilson_interval(int(correct), int(n))
+    return {"accuracy": p.estimate, "correct": p.successes, "n": p.total, "ci_low": p.ci_low, "ci_high": p.ci_high}
 
-    result = {name: proportion((predicted[labels == c] == c).sum(), (labels == c).sum())
+
+def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict:
+    result = {name: _proportion((predicted[labels == c] == c).sum(), (labels == c).sum())
               for c, name in enumerate(JUDGE_CLASSES)}
-    result["overall"] = proportion((predicted == labels).sum(), len(labels))
+    result["overall"] = _proportion((predicted == labels).sum(), len(labels))
     return result
+
+
+def _by_extent(predicted: np.ndarray, labels: np.ndarray, frame: pd.DataFrame) -> dict:
+    """The judge's accuracy on the metastatic scans of ``frame`` per extent of disease, where the manifest gives
+    lesion counts (and, for EOD 4, the phantom's ``superscan`` flag)."""
+    if "lesion_count" not in frame:
+        return {}
+    superscan = frame["superscan"] if "superscan" in frame else pd.Series(0, index=frame.index)
+    extent = np.array([extent_of_disease(count, flag) or 0 for count, flag in zip(frame["lesion_count"], superscan)])
+    metastatic = labels == 1
+    return {name: _proportion((predicted[rows] == 1).sum(), rows.sum())
+            for grade, name in enumerate(EXTENT_NAMES, start=1) if (rows := metastatic & (extent == grade)).any()}
 
 
 def _differences(synthetic: dict, real: dict) -> dict:
@@ -363,7 +396,8 @@ def evaluate(judge: Judge, real: pd.DataFrame, synthetic: pd.DataFrame, n: int =
     real_counts, real_spacing = load_canonical(real, rows, cols, progress)
     fake_counts, fake_spacing = load_canonical(synthetic, rows, cols, progress)
     real_members, fake_members = judge.member_features(real_counts), judge.member_features(fake_counts)
-    real_accuracy = _accuracy(judge.predict(real_counts), real_labels)
+    real_predicted = judge.predict(real_counts)
+    real_accuracy = _accuracy(real_predicted, real_labels)
     conditional = _accuracy(judge.predict(fake_counts), fake_labels)
 
     rng = np.random.default_rng(seed)
@@ -393,7 +427,8 @@ def evaluate(judge: Judge, real: pd.DataFrame, synthetic: pd.DataFrame, n: int =
     return FidelityReport(real_accuracy, conditional, _differences(conditional, real_accuracy), fd, fd_real,
                           int(len(matched)), float(precision), float(recall),
                           {"estimate": auc.estimate, "ci_low": auc.ci_low, "ci_high": auc.ci_high},
-                          [a.estimate for a in aucs], physics, model_hash)
+                          [a.estimate for a in aucs], physics, model_hash,
+                          _by_extent(real_predicted, real_labels, real))
 
 
 def fit_judge(train: pd.DataFrame, config: JudgeConfig = JudgeConfig(), progress: bool = True) -> Judge:

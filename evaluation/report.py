@@ -259,7 +259,12 @@ def _fidelity_section(fidelity: dict | None, run_dir: Path) -> list[str]:
         lines += [f"- Frechet distance in judge features (n = {fidelity['n_frechet']}), synthetic vs real over real "
                   f"vs real: median {fidelity['frechet_ratio']:.1f}x over the judge's networks ({ratios})",
                   f"- precision {fidelity['precision']:.3f}, recall {fidelity['recall']:.3f}",
-                  f"- real-vs-synthetic detectability AUC {_ci(d['estimate'], d['ci_low'], d['ci_high'])}", ""]
+                  f"- real-vs-synthetic detectability AUC {_ci(d['estimate'], d['ci_low'], d['ci_high'])}"]
+        if fidelity.get("judge_by_extent"):
+            lines.append("- the judge on real metastatic scans by extent of disease (Soloway): " + ", ".join(
+                f"{name} {_ci(r['accuracy'], r['ci_low'], r['ci_high'])}, n = {r['n']}"
+                for name, r in fidelity["judge_by_extent"].items()))
+        lines.append("")
     for condition in ("normal", "metastasis", "amyloidosis"):
         if (run_dir / "synthetic" / condition / "contact_sheet.png").is_file():
             lines += [f"![synthetic {condition}](synthetic/{condition}/contact_sheet.png)", ""]

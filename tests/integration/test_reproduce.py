@@ -45,6 +45,10 @@ def test_every_stage_leaves_its_outputs(smoke_run):
         ("normal", "metastasis"), ("metastasis", "none"), ("amyloidosis", "none")}  # the smoke recipe's sampler
     assert "normal guided away from metastasis at 1, guidance at noise levels (0.1, 5], 4 steps)" in (
         smoke_run / "report.md").read_text()
+    fidelity = json.loads((smoke_run / "fidelity" / "fidelity.json").read_text())
+    by_extent = fidelity["judge_by_extent"]  # the phantom's held-out scans give lesion counts
+    assert by_extent and sum(r["n"] for r in by_extent.values()) == fidelity["judge_accuracy_real"]["metastasis"]["n"]
+    assert "by extent of disease (Soloway): EOD 1 (1-5 lesions)" in (smoke_run / "report.md").read_text()
     assert (smoke_run / "survival" / "survival.json").is_file() or (
         smoke_run / "survival" / "not_estimable.json").is_file()
 

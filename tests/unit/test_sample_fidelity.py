@@ -84,6 +84,34 @@ def test_accuracies_carry_wilson_intervals_and_their_difference_newcombes():
     assert set(differences) == {"normal"}  # no reference, or no synthetic scans of the class: no difference
 
 
+@pytest.mark.parametrize("lesions, superscan, expected", [(1, 0, 1), (5, 0, 1), (6, 0, 2), (20, "0", 2), (21, 0, 3),
+                                                          (44, None, 3), (37, 1, 4), ("", 0, None), (None, 1, None),
+                                                          (0, 0, None), ("7", "", 2)])
+def test_extent_of_disease_follows_soloway(lesions, superscan, expected):
+    from evaluation.fidelity import extent_of_disease
+
+    assert extent_of_disease(lesions, superscan) == expected  # Soloway 1988: < 6, 6-20, > 20, superscan
+
+
+def test_the_judge_is_broken_down_by_extent_on_real_metastatic_scans():
+    import pandas as pd
+
+    from evaluation.fidelity import EXTENT_NAMES, FidelityReport, _by_extent
+
+    frame = pd.DataFrame({"lesion_count": [3, 4, 12, 30, 40, "", 0], "superscan": [0, 0, 0, 0, 1, 0, 0]})
+    labels = np.array([1, 1, 1, 1, 1, 1, 0])
+    predicted = np.array([0, 1, 1, 1, 1, 1, 1])
+    table = _by_extent(predicted, labels, frame)
+    assert list(table) == list(EXTENT_NAMES)  # the unknown count and the normal scan are left out
+    assert (table[EXTENT_NAMES[0]]["correct"], table[EXTENT_NAMES[0]]["n"]) == (1, 2)
+    assert [table[name]["n"] for name in EXTENT_NAMES[1:]] == [1, 1, 1]
+    assert _by_extent(predicted, labels, frame.drop(columns="superscan"))[EXTENT_NAMES[2]]["n"] == 2
+    assert _by_extent(predicted, labels, frame.drop(columns="lesion_count")) == {}
+    report = FidelityReport({}, {}, {}, [1.0], [1.0], 2, 0.5, 0.5, {"estimate": 0.5, "ci_low": 0.4, "ci_high": 0.6},
+                            [0.5], {}, judge_by_extent=table)
+    assert "EOD 1 (1-5 lesions) 0.500 (" in report.summary() and "n=2)" in report.summary()
+
+
 def test_the_frechet_ratio_is_the_median_over_judge_networks():
     from evaluation.fidelity import FidelityReport
 
