@@ -58,11 +58,11 @@ def judge_class(metastasis, amyloid_grade) -> int:
 def extent_of_disease(lesion_count, superscan=0) -> int | None:
     """Soloway's extent of disease of a metastatic bone scan (Soloway et al. 1988, Cancer 61:195): 1 fewer than
     6 lesions, 2 6-20, 3 more than 20 short of a superscan, 4 superscan; None when the lesion count is unknown."""
-    if pd.isna(lesion_count) or str(lesion_count).strip() == "" or int(float(lesion_count)) < 1:
+    count = pd.to_numeric(lesion_count, errors="coerce")  # the manifest reader has checked the column
+    if pd.isna(count) or count < 1:
         return None
-    if not pd.isna(superscan) and str(superscan).strip() not in ("", "0", "0.0"):
+    if pd.to_numeric(superscan, errors="coerce") == 1:
         return 4
-    count = int(float(lesion_count))
     return 1 if count <= 5 else 2 if count <= 20 else 3
 
 
