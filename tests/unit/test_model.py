@@ -291,6 +291,6 @@ def test_the_bundled_model_was_trained_by_the_default_cpu_recipe():
     model = SynthscanModel.from_pretrained(DEFAULT_MODEL)  # the recipe's sampler defaults are the model's
     assert model.info["sampler"] == sampler
     assert [resolve_guidance(model.info["sampler"], c) for c in ("normal", "metastasis", "amyloidosis")] == [
-        (Guidance(5.0, class_for("metastasis"), 3.0, (0.1, 5.0)), "metastasis"),
+        (Guidance(5.0, class_for("metastasis"), 1.0, (0.1, 5.0)), "metastasis"),
         (Guidance(8.0, None, 0.0, (0.1, 5.0)), None), (Guidance(4.0, None, 0.0, (0.1, 5.0)), None)]
     assert [resolve_guidance(model.info["sampler"], "amyloidosis", grade=g)[0].scale for g in (1, 2, 3)] == [4.0, 4.0, 1.5]
