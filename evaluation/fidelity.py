@@ -126,23 +126,27 @@ class Judge:
         return self
 
     @torch.no_grad()
-    def _run(self, counts, what) -> list[np.ndarray]:
-        """Per member: features, or class probabilities."""
-        outputs = [[] for _ in self.networks_]
+    def member_outputs(self, counts) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each member's features and the members' mean class probabilities, from one pass of each network
+        (its class scores are its head on its features)."""
+        features, probabilities = [[] for _ in self.networks_], []
         for start in range(0, len(counts), 128):
             x = self._inputs(counts[start:start + 128])
-            for network, parts in zip(self.networks_, outputs):
-                parts.append(network.features(x) if what == "features" else network(x).softmax(-1))
-        return [torch.cat(parts).numpy() for parts in outputs]
+            batch = [network.features(x) for network in self.networks_]
+            probabilities.append(torch.stack([network.head(f).softmax(-1)
+                                              for network, f in zip(self.networks_, batch)]).mean(0))
+            for parts, f in zip(features, batch):
+                parts.append(f)
+        return [torch.cat(parts).numpy() for parts in features], torch.cat(probabilities).numpy()
 
     def predict_proba(self, counts) -> np.ndarray:
-        return np.mean(self._run(counts, "proba"), axis=0)
+        return self.member_outputs(counts)[1]
 
     def predict(self, counts) -> np.ndarray:
         return self.predict_proba(counts).argmax(1)
 
     def member_features(self, counts) -> list[np.ndarray]:
-        return self._run(counts, "features")
+        return self.member_outputs(counts)[0]
 
     def features(self, counts) -> np.ndarray:
         """The members' features side by side: one feature space (synthscan audit --judge)."""
@@ -302,15 +306,13 @@ class FidelityReport:
                  "|---|---|---|---|"]
         for name in (*JUDGE_CLASSES, "overall"):
             real, fake = self.judge_accuracy_real.get(name), self.conditional_accuracy.get(name)
-            cell = lambda r: (f"{r['accuracy']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f}; n={r['n']})"  # noqa: E731
-                              if r and r["n"] else "-")
+            cell = lambda r: _proportion_text(r) if r and r["n"] else "-"  # noqa: E731
             d = self.accuracy_difference.get(name)
             difference = f"{d['estimate']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})" if d else "-"
             lines.append(f"| {name} | {cell(real)} | {cell(fake)} | {difference} |")
         if self.judge_by_extent:
             lines += ["", "The judge on real metastatic scans by extent of disease (Soloway 1988): " + ", ".join(
-                f"{name} {r['accuracy']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f}; n={r['n']})"
-                for name, r in self.judge_by_extent.items()) + "."]
+                f"{name} {_proportion_text(r)}" for name, r in self.judge_by_extent.items()) + "."]
         d = self.detectability_auc
         members = ", ".join(f"{fake:.3g} vs {real:.3g} ({ratio:.2f}x)" for fake, real, ratio in
                             zip(self.frechet_distance, self.frechet_distance_real, self.frechet_ratios))
@@ -342,6 +344,10 @@ class FidelityReport:
 def _proportion(correct, n) -> dict:
     p = wilson_interval(int(correct), int(n))
     return {"accuracy": p.estimate, "correct": p.successes, "n": p.total, "ci_low": p.ci_low, "ci_high": p.ci_high}
+
+
+def _proportion_text(r: dict) -> str:
+    return f"{r['accuracy']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f}; n={r['n']})"
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict:
@@ -395,10 +401,11 @@ def evaluate(judge: Judge, real: pd.DataFrame, synthetic: pd.DataFrame, n: int =
         raise BadInputError("need at least 4 real and 4 synthetic scans of the three judge classes")
     real_counts, real_spacing = load_canonical(real, rows, cols, progress)
     fake_counts, fake_spacing = load_canonical(synthetic, rows, cols, progress)
-    real_members, fake_members = judge.member_features(real_counts), judge.member_features(fake_counts)
-    real_predicted = judge.predict(real_counts)
+    (real_members, real_proba), (fake_members, fake_proba) = judge.member_outputs(real_counts), judge.member_outputs(
+        fake_counts)
+    real_predicted = real_proba.argmax(1)
     real_accuracy = _accuracy(real_predicted, real_labels)
-    conditional = _accuracy(judge.predict(fake_counts), fake_labels)
+    conditional = _accuracy(fake_proba.argmax(1), fake_labels)
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(real))
